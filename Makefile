@@ -1,0 +1,25 @@
+# peerdb-maintenance: build, run locally, test.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+BIN     := bin/peerdb-maintenance
+export PATH := $(shell go env GOPATH)/bin:$(PATH)
+
+.PHONY: build run test lint clean
+
+## build: the static binary, exactly as the Dockerfile builds it
+build:
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
+
+## run: run the gate once against a local Redis (found on 127.0.0.1:6379 or started), with a sample task
+run: build
+	scripts/run-local.sh $(BIN)
+
+## test: install what the tests need when missing, then vet and run every test with the race detector
+test:
+	scripts/test-deps.sh
+	go vet ./...
+	go test -race -count=1 -timeout 20m ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,235 @@
+// Package config reads the gate's configuration from the environment (github.com/caarlos0/env/v11)
+// and validates all of it before any I/O happens.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
+)
+
+// Config is every setting of DESIGN.md section 3.
+type Config struct {
+	Version         string        `env:"PEERDB_DEPLOYMENT_VERSION,required,notEmpty"`
+	RedisURL        string        `env:"REDIS_URL" envDefault:"redis://localhost:6379/0"`
+	RedisMode       string        `env:"REDIS_MODE" envDefault:"auto"`
+	RedisCAFile     string        `env:"REDIS_CA_FILE"`
+	RedisCertFile   string        `env:"REDIS_CERT_FILE"`
+	RedisKeyFile    string        `env:"REDIS_KEY_FILE"`
+	Name            string        `env:"MAINTENANCE_NAME" envDefault:"default"`
+	KeyPrefix       string        `env:"MAINTENANCE_KEY_PREFIX" envDefault:"peerdb:maintenance"`
+	TasksFile       string        `env:"MAINTENANCE_TASKS_FILE"`
+	LockTTL         time.Duration `env:"MAINTENANCE_LOCK_TTL" envDefault:"30s"`
+	WaitTimeout     time.Duration `env:"MAINTENANCE_WAIT_TIMEOUT" envDefault:"15m"`
+	ConnectTimeout  time.Duration `env:"MAINTENANCE_CONNECT_TIMEOUT" envDefault:"2m"`
+	Force           bool          `env:"MAINTENANCE_FORCE" envDefault:"false"`
+	Downgrade       string        `env:"MAINTENANCE_DOWNGRADE" envDefault:"skip"`
+	FailureCooldown time.Duration `env:"MAINTENANCE_FAILURE_COOLDOWN" envDefault:"30s"`
+	DryRun          bool          `env:"MAINTENANCE_DRY_RUN" envDefault:"false"`
+	Holder          string        `env:"MAINTENANCE_HOLDER"`
+	TerminationLog  string        `env:"MAINTENANCE_TERMINATION_LOG" envDefault:"/dev/termination-log"`
+	LogFormat       string        `env:"LOG_FORMAT" envDefault:"json"`
+	LogLevel        slog.Level    `env:"LOG_LEVEL" envDefault:"info"`
+
+	// Pod is the Kubernetes pod name when the chart passes it (downward API), else empty.
+	Pod string `env:"POD_NAME"`
+	// InKubernetes is true when the process runs in a Kubernetes pod.
+	InKubernetes bool `env:"-"`
+
+	// Redis is the parsed REDIS_URL with its TLS settings.
+	Redis *redisconn.Target `env:"-"`
+}
+
+// Downgrade policies.
+const (
+	DowngradeSkip = "skip"
+	DowngradeFail = "fail"
+	DowngradeRun  = "run"
+)
+
+// MinLockTTL is the shortest lock TTL accepted: the keeper refreshes every TTL/3 and needs a few round
+// trips of slack.
+const MinLockTTL = time.Second
+
+// Problem is one invalid variable.
+type Problem struct {
+	Var     string
+	Problem string
+}
+
+// Error lists every invalid variable at once.
+type Error struct {
+	Problems []Problem
+}
+
+func (e *Error) Error() string {
+	parts := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		parts[i] = p.Var + ": " + p.Problem
+	}
+	return "invalid configuration: " + strings.Join(parts, "; ")
+}
+
+var (
+	nameRe    = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	prefixRe  = regexp.MustCompile(`^[^{}\s]{1,128}$`)
+	versionRe = regexp.MustCompile(`^[^\s]{1,200}$`)
+)
+
+// Load reads and validates the configuration from getenv. Only the variables the gate knows are read.
+// The error, when not nil, is an *Error naming every bad variable.
+func Load(getenv func(string) string) (*Config, error) {
+	environ := map[string]string{}
+	for _, key := range keys() {
+		if v := getenv(key); v != "" {
+			environ[key] = v
+		}
+	}
+	cfg, err := env.ParseAsWithOptions[Config](env.Options{Environment: environ})
+	var problems []Problem
+	if err != nil {
+		problems = envProblems(err, environ)
+	}
+	problems = append(problems, cfg.validate(environ)...)
+	if len(problems) > 0 {
+		return nil, &Error{Problems: problems}
+	}
+	if cfg.Holder == "" {
+		cfg.Holder, _ = os.Hostname()
+		if cfg.Holder == "" {
+			cfg.Holder = "unknown"
+		}
+	}
+	cfg.InKubernetes = getenv("KUBERNETES_SERVICE_HOST") != ""
+	return &cfg, nil
+}
+
+// validate checks what the env tags cannot. Variables that failed to parse are not checked again.
+func (c *Config) validate(environ map[string]string) []Problem {
+	var ps []Problem
+	add := func(v, format string, args ...any) {
+		ps = append(ps, Problem{Var: v, Problem: fmt.Sprintf(format, args...)})
+	}
+	if c.Version != "" && !versionRe.MatchString(c.Version) {
+		add("PEERDB_DEPLOYMENT_VERSION", "%q must be 1 to 200 characters without spaces", c.Version)
+	}
+	if !nameRe.MatchString(c.Name) {
+		add("MAINTENANCE_NAME", "%q must be 1 to 64 of A-Z a-z 0-9 . _ -", c.Name)
+	}
+	if !prefixRe.MatchString(c.KeyPrefix) {
+		add("MAINTENANCE_KEY_PREFIX", "%q must be 1 to 128 characters without spaces or braces", c.KeyPrefix)
+	}
+	if c.LockTTL != 0 && c.LockTTL < MinLockTTL {
+		add("MAINTENANCE_LOCK_TTL", "%s is shorter than the minimum %s", c.LockTTL, MinLockTTL)
+	}
+	for v, d := range map[string]time.Duration{"MAINTENANCE_WAIT_TIMEOUT": c.WaitTimeout, "MAINTENANCE_CONNECT_TIMEOUT": c.ConnectTimeout} {
+		if _, set := environ[v]; set && d <= 0 {
+			add(v, "%s must be positive", d)
+		}
+	}
+	if c.FailureCooldown < 0 {
+		add("MAINTENANCE_FAILURE_COOLDOWN", "%s must not be negative (0 disables)", c.FailureCooldown)
+	}
+	oneOf := func(v, val string, allowed ...string) {
+		if !slices.Contains(allowed, val) {
+			add(v, "%q is not one of %s", val, strings.Join(allowed, ", "))
+		}
+	}
+	oneOf("MAINTENANCE_DOWNGRADE", c.Downgrade, DowngradeSkip, DowngradeFail, DowngradeRun)
+	oneOf("LOG_FORMAT", c.LogFormat, "json", "text")
+	levels := []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError}
+	if raw, set := environ["LOG_LEVEL"]; set && !slices.Contains(levels, c.LogLevel) {
+		add("LOG_LEVEL", "%q is not one of debug, info, warn, error", raw)
+	}
+	if !slices.Contains(redisconn.Modes, c.RedisMode) {
+		oneOf("REDIS_MODE", c.RedisMode, redisconn.Modes...)
+		return ps
+	}
+	target, err := redisconn.Parse(redisconn.Settings{
+		URL: c.RedisURL, Mode: c.RedisMode, CAFile: c.RedisCAFile, CertFile: c.RedisCertFile, KeyFile: c.RedisKeyFile,
+	})
+	var se *redisconn.SettingError
+	switch {
+	case errors.As(err, &se):
+		ps = append(ps, Problem{Var: se.Var, Problem: se.Problem})
+	case err != nil:
+		ps = append(ps, Problem{Var: "REDIS_URL", Problem: err.Error()})
+	}
+	c.Redis = target
+	return ps
+}
+
+// envProblems turns caarlos0/env's errors into problems named by variable. Parse errors quote the
+// value, except for REDIS_URL which may hold a password.
+func envProblems(err error, environ map[string]string) []Problem {
+	var ps []Problem
+	var agg env.AggregateError
+	errs := []error{err}
+	if errors.As(err, &agg) {
+		errs = agg.Errors
+	}
+	fieldVar := fieldVars()
+	for _, e := range errs {
+		var (
+			notSet env.VarIsNotSetError
+			empty  env.EmptyVarError
+			parse  env.ParseError
+		)
+		switch {
+		case errors.As(e, &notSet):
+			ps = append(ps, Problem{Var: notSet.Key, Problem: "required, not set"})
+		case errors.As(e, &empty):
+			ps = append(ps, Problem{Var: empty.Key, Problem: "required, must not be empty"})
+		case errors.As(e, &parse):
+			v := fieldVar[parse.Name]
+			ps = append(ps, Problem{Var: v, Problem: fmt.Sprintf("%q is not a valid %s", environ[v], kindOf(parse.Type))})
+		default:
+			ps = append(ps, Problem{Var: "environment", Problem: e.Error()})
+		}
+	}
+	return ps
+}
+
+func kindOf(t reflect.Type) string {
+	switch t {
+	case reflect.TypeFor[time.Duration]():
+		return "duration (Go syntax: 30s, 2m, 1h30m)"
+	case reflect.TypeFor[bool]():
+		return "boolean (true or false)"
+	case reflect.TypeFor[slog.Level]():
+		return "log level (debug, info, warn, error)"
+	}
+	return t.String()
+}
+
+// keys lists every variable the Config reads.
+func keys() []string {
+	var ks []string
+	for _, v := range fieldVars() {
+		ks = append(ks, v)
+	}
+	return ks
+}
+
+func fieldVars() map[string]string {
+	m := map[string]string{}
+	t := reflect.TypeFor[Config]()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if name != "" && name != "-" {
+			m[f.Name] = name
+		}
+	}
+	return m
+}

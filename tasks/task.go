@@ -1,0 +1,93 @@
+// Package tasks defines the maintenance tasks the gate runs: the Task interface, the registry of kinds,
+// and the loading and validation of task files. Each kind lives in a file of its own and registers
+// itself; the runner never knows which kinds exist.
+package tasks
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.yaml.in/yaml/v3"
+)
+
+// DefaultTimeout bounds a task that sets no timeout of its own.
+const DefaultTimeout = 10 * time.Minute
+
+// Env is what a running task may know of its run.
+type Env struct {
+	// FromVersion is the recorded version, empty on a fresh install.
+	FromVersion string
+	// ToVersion is the version being installed.
+	ToVersion string
+	// FencingToken is the holder's fencing token; tasks pass it on so that stores can refuse stale writers.
+	FencingToken int64
+	// Getenv reads the process environment.
+	Getenv func(string) string
+	// Logger carries the task's name.
+	Logger *slog.Logger
+	// Redis is the gate's own Redis connection.
+	Redis redis.UniversalClient
+	// GateTag is the hash tag of the gate's own keys ({prefix:name}); tasks must not touch keys under it.
+	GateTag string
+}
+
+// Task is one configured unit of maintenance work. Run must return when ctx is done.
+type Task interface {
+	Run(ctx context.Context, env Env) error
+}
+
+// Spec is one entry of a task list: the common fields and the kind's Task.
+type Spec struct {
+	Name    string
+	Kind    string
+	Timeout time.Duration
+	When    When
+	Task    Task
+}
+
+// Decoder builds a Task from a kind's YAML node. It returns every problem it finds as a FieldError
+// (field relative to the kind, like "command"), joined with errors.Join.
+type Decoder func(node *yaml.Node, lookup func(string) string) (Task, error)
+
+var kinds = map[string]Decoder{}
+
+// Register adds a kind. It is called from the init function of the kind's file.
+func Register(kind string, decode Decoder) {
+	if _, dup := kinds[kind]; dup {
+		panic("tasks: kind registered twice: " + kind)
+	}
+	kinds[kind] = decode
+}
+
+// Kinds lists the registered kinds in order.
+func Kinds() []string {
+	ks := make([]string, 0, len(kinds))
+	for k := range kinds {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// FieldError is a problem with one field of one task.
+type FieldError struct {
+	Task    string // task name, or "#N" when the task has no usable name
+	Field   string // dotted path, e.g. "exec.command"
+	Problem string
+}
+
+func (e *FieldError) Error() string {
+	if e.Field == "" {
+		return fmt.Sprintf("task %s: %s", e.Task, e.Problem)
+	}
+	return fmt.Sprintf("task %s: %s: %s", e.Task, e.Field, e.Problem)
+}
+
+// Fieldf returns a FieldError for a kind decoder; the loader fills in the task name and prefixes the kind.
+func Fieldf(field, format string, args ...any) *FieldError {
+	return &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)}
+}
