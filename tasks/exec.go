@@ -39,7 +39,7 @@ type execFields struct {
 
 func init() { Register("exec", decodeExec) }
 
-func decodeExec(node *yaml.Node, _ func(string) string) (Task, error) {
+func decodeExec(node *yaml.Node, _ LoadContext) (Task, error) {
 	var f execFields
 	if err := DecodeStrict(node, &f); err != nil {
 		return nil, err

@@ -36,18 +36,17 @@ var nameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$`)
 // commonFields are the fields every task may have besides its kind.
 var commonFields = map[string]bool{"name": true, "timeout": true, "when": true}
 
-// LoadFile reads and validates a task file (YAML; JSON is YAML). lookup reads environment variables
-// that kinds need at load time (for example a DSN variable that must be set).
-func LoadFile(path string, lookup func(string) string) ([]Spec, error) {
+// LoadFile reads and validates a task file (YAML; JSON is YAML).
+func LoadFile(path string, lc LoadContext) ([]Spec, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &FileError{Source: path, Problems: []error{err}}
 	}
-	return Parse(data, path, lookup)
+	return Parse(data, path, lc)
 }
 
 // Parse decodes and validates a task list.
-func Parse(data []byte, source string, lookup func(string) string) ([]Spec, error) {
+func Parse(data []byte, source string, lc LoadContext) ([]Spec, error) {
 	fail := func(errs ...error) ([]Spec, error) { return nil, &FileError{Source: source, Problems: errs} }
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -83,7 +82,7 @@ func Parse(data []byte, source string, lookup func(string) string) ([]Spec, erro
 	seen := map[string]int{}
 	specs := make([]Spec, 0, len(list.Content))
 	for i, item := range list.Content {
-		spec, errs := decodeSpec(item, i+1, lookup)
+		spec, errs := decodeSpec(item, i+1, lc)
 		if spec.Name != "" {
 			if first, dup := seen[spec.Name]; dup {
 				errs = append(errs, &FieldError{Task: spec.Name, Field: "name", Problem: fmt.Sprintf("duplicate name (task #%d has it too)", first)})
@@ -101,7 +100,7 @@ func Parse(data []byte, source string, lookup func(string) string) ([]Spec, erro
 }
 
 // decodeSpec decodes one task entry; n is its 1-based position, used when it has no usable name.
-func decodeSpec(item *yaml.Node, n int, lookup func(string) string) (Spec, []error) {
+func decodeSpec(item *yaml.Node, n int, lc LoadContext) (Spec, []error) {
 	spec := Spec{Timeout: DefaultTimeout}
 	label := fmt.Sprintf("#%d", n)
 	if item.Kind != yaml.MappingNode {
@@ -155,7 +154,7 @@ func decodeSpec(item *yaml.Node, n int, lookup func(string) string) (Spec, []err
 			break
 		}
 		spec.Kind = kind
-		task, err := decode(fields[kind], lookup)
+		task, err := decode(fields[kind], lc)
 		for _, e := range flatten(err) {
 			var f *FieldError
 			if errors.As(e, &f) {

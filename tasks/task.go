@@ -50,8 +50,17 @@ type Spec struct {
 }
 
 // Decoder builds a Task from a kind's YAML node. It returns every problem it finds as a FieldError
-// (field relative to the kind, like "command"), joined with errors.Join.
-type Decoder func(node *yaml.Node, lookup func(string) string) (Task, error)
+// (field relative to the kind, like "command"), joined with errors.Join. Everything that can be checked
+// before a lock is taken (files readable, variables set, patterns allowed) is checked here.
+type Decoder func(node *yaml.Node, lc LoadContext) (Task, error)
+
+// LoadContext is what a decoder may consult while loading.
+type LoadContext struct {
+	// Getenv reads the process environment.
+	Getenv func(string) string
+	// GateTag is the hash tag of the gate's own keys ({prefix:name}).
+	GateTag string
+}
 
 var kinds = map[string]Decoder{}
 
