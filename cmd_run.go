@@ -1,0 +1,34 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/runner"
+)
+
+// cmdRun is the gate's run (the default command).
+func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	dryRun := fs.Bool("dry-run", false, "print the plan and change nothing (MAINTENANCE_DRY_RUN)")
+	if done, err := parseFlags(fs, args, "[run] [--dry-run] [-- command args...]", stdout); done || err != nil {
+		return err
+	}
+	cfg, err := loadConfig(getenv, false)
+	if err != nil {
+		return fail(earlyLogger(getenv, stderr), "invalid configuration", err)
+	}
+	log := newLogger(cfg.LogFormat, cfg.LogLevel, stderr).With("gate", cfg.Name)
+	specs, err := loadTasks(cfg, fs.Args(), getenv)
+	if err != nil {
+		return fail(log, "invalid task list", err)
+	}
+	cfg.DryRun = cfg.DryRun || *dryRun
+	r := runner.New(cfg, runner.Options{Specs: specs, Logger: log, Getenv: getenv, Out: stdout})
+	defer r.Close()
+	if _, err := r.Run(ctx); err != nil {
+		return fail(log, "maintenance gate failed", err)
+	}
+	return nil
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/runner"
+)
+
+// inspect opens a runner for a read-only command and connects to Redis.
+func inspect(ctx context.Context, getenv func(string) string, stderr io.Writer) (*runner.Runner, error) {
+	cfg, err := loadConfig(getenv, true)
+	if err != nil {
+		return nil, fail(earlyLogger(getenv, stderr), "invalid configuration", err)
+	}
+	log := newLogger(cfg.LogFormat, cfg.LogLevel, stderr).With("gate", cfg.Name)
+	r := runner.New(cfg, runner.Options{Logger: log, Getenv: getenv})
+	if err := r.Connect(ctx); err != nil {
+		r.Close()
+		return nil, fail(log, "cannot reach Redis", err)
+	}
+	return r, nil
+}
+
+func cmdStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	n := fs.Int64("n", 5, "history entries to show")
+	if done, err := parseFlags(fs, args, "status [--json] [-n N]", stdout); done || err != nil {
+		return err
+	}
+	r, err := inspect(ctx, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	st, err := r.Status(ctx, *n)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(stdout, st)
+	}
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "gate:\t%s\n", st.Gate)
+	fmt.Fprintf(w, "version:\t%s\n", orNone(st.Version, "(none recorded)"))
+	if st.Lock == nil {
+		fmt.Fprintf(w, "lock:\tfree\n")
+	} else {
+		fmt.Fprintf(w, "lock:\theld by %s%s for version %s since %s (%s ago), expires in %s\n", st.Lock.Holder.Holder,
+			podSuffix(st.Lock.Pod), st.Lock.Version, st.Lock.Started.Format(time.RFC3339), ago(st.Lock.Started), st.Lock.TTL.Round(time.Millisecond))
+	}
+	if st.Current != nil {
+		fmt.Fprintf(w, "task:\t%s %s, running for %s\n", st.Current.Step, st.Current.Task, ago(st.Current.Started))
+	}
+	if st.Progress != nil {
+		fmt.Fprintf(w, "progress:\tversion %s, fencing token %d, done: %s\n", st.Progress.Version, st.Progress.FencingToken, orNone(joinNames(st.Progress.Done), "none"))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nhistory (last %d):\n", *n)
+	return writeHistory(stdout, st.History)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func writeHistory(out io.Writer, entries []runner.Entry) error {
+	if len(entries) == 0 {
+		_, err := fmt.Fprintln(out, "  (no attempts yet)")
+		return err
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "FINISHED\tVERSION\tPREVIOUS\tOUTCOME\tHOLDER\tTOKEN\tDURATION\tTASK\tERROR")
+	for _, e := range entries {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.Finished.Format(time.RFC3339), e.Version, orNone(e.Previous, "-"),
+			e.Outcome, e.Holder, e.FencingToken, e.Finished.Sub(e.Started).Round(time.Millisecond), orNone(e.Task, "-"), orNone(e.Error, "-"))
+	}
+	return w.Flush()
+}
+
+func orNone(s, none string) string {
+	if s == "" {
+		return none
+	}
+	return s
+}
+
+func podSuffix(pod string) string {
+	if pod == "" {
+		return ""
+	}
+	return " (pod " + pod + ")"
+}
+
+func ago(t time.Time) time.Duration { return time.Since(t).Round(time.Second) }
+
+func joinNames(names []string) string {
+	out := ""
+	for i, n := range names {
+		if i > 0 {
+			out += ", "
+		}
+		out += n
+	}
+	return out
+}

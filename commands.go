@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/config"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/keys"
+	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
+)
+
+// command is one subcommand: its flags and what it does.
+type command struct {
+	summary string
+	run     func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error
+}
+
+var commands map[string]command
+
+func init() {
+	commands = map[string]command{
+		"run":      {"run the gate", cmdRun},
+		"status":   {"show the gate's state", cmdStatus},
+		"history":  {"show the last attempts", cmdHistory},
+		"unlock":   {"force-release a stuck lock", cmdUnlock},
+		"validate": {"check configuration and a task file without touching Redis", cmdValidate},
+		"version":  {"print version, commit and Go version", cmdVersion},
+	}
+}
+
+// parseFlags parses a command's flags. A --help prints the command's usage and returns done = true.
+func parseFlags(fs *flag.FlagSet, args []string, synopsis string, stdout io.Writer) (done bool, err error) {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stdout, "Usage: peerdb-maintenance %s\n\n%s\n", synopsis, commands[fs.Name()].summary)
+			if hasFlags(fs) {
+				fmt.Fprintln(stdout, "\nFlags:")
+				fs.SetOutput(stdout)
+				fs.PrintDefaults()
+			}
+			return true, nil
+		}
+		return false, &usageError{msg: fmt.Sprintf("%s: %v (see peerdb-maintenance %s --help)", fs.Name(), err, fs.Name())}
+	}
+	return false, nil
+}
+
+func hasFlags(fs *flag.FlagSet) bool {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
+}
+
+// newLogger builds the one logger of the process: JSON by default, on stderr.
+func newLogger(format string, level slog.Level, stderr io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(stderr, opts))
+}
+
+// earlyLogger logs before the configuration is known to be valid: it honours LOG_FORMAT and LOG_LEVEL
+// when they are valid and falls back to JSON at info otherwise.
+func earlyLogger(getenv func(string) string, stderr io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(getenv("LOG_LEVEL"))); err != nil {
+		level = slog.LevelInfo
+	}
+	return newLogger(strings.ToLower(getenv("LOG_FORMAT")), level, stderr)
+}
+
+// loadConfig loads the configuration; inspect commands (status, history, unlock) do not need a
+// deployment version.
+func loadConfig(getenv func(string) string, inspect bool) (*config.Config, error) {
+	if inspect {
+		orig := getenv
+		getenv = func(k string) string {
+			if v := orig(k); v != "" || k != "PEERDB_DEPLOYMENT_VERSION" {
+				return v
+			}
+			return "none"
+		}
+	}
+	return config.Load(getenv)
+}
+
+// loadTasks loads the task list: the file of MAINTENANCE_TASKS_FILE, else the command after "--".
+func loadTasks(cfg *config.Config, argv []string, getenv func(string) string) ([]tasks.Spec, error) {
+	if cfg.TasksFile != "" && len(argv) > 0 {
+		return nil, &usageError{msg: "both MAINTENANCE_TASKS_FILE and a command after -- are given: choose one"}
+	}
+	if len(argv) > 0 {
+		return tasks.FromArgs(argv), nil
+	}
+	if cfg.TasksFile == "" {
+		return nil, nil
+	}
+	lc := tasks.LoadContext{Getenv: getenv, GateTag: keys.For(cfg.KeyPrefix, cfg.Name).Tag}
+	return tasks.LoadFile(cfg.TasksFile, lc)
+}
+
+// fail logs the error that ends the process, with its exit code, and returns it.
+func fail(log *slog.Logger, msg string, err error) error {
+	log.Error(msg, "err", err, "exit_code", exitCode(err))
+	return err
+}

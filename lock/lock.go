@@ -1,0 +1,201 @@
+// Package lock is the gate's mutual exclusion: a redislock lock taken once (never retried inside
+// redislock), holder metadata in the lock value, a keeper that refreshes it every TTL/3 and cancels the
+// run when it is lost, and a monotonic fencing token.
+package lock
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/bsm/redislock"
+	"github.com/redis/go-redis/v9"
+)
+
+var (
+	// ErrNotObtained means another holder has the lock.
+	ErrNotObtained = errors.New("lock: not obtained")
+	// ErrLost is the cause of a run's cancellation when the lock is no longer ours.
+	ErrLost = errors.New("lock: lock lost")
+)
+
+// Holder is the metadata written into the lock value, so that status and waiters can tell who holds it.
+type Holder struct {
+	Holder  string    `json:"holder"`
+	Pod     string    `json:"pod,omitempty"`
+	Version string    `json:"version"`
+	Started time.Time `json:"started"`
+}
+
+// Locker takes the lock of one gate.
+type Locker struct {
+	client   redis.UniversalClient
+	rl       *redislock.Client
+	key      string
+	fenceKey string
+	ttl      time.Duration
+}
+
+// New returns a Locker for the lock key and fencing counter key, with the given TTL.
+func New(client redis.UniversalClient, key, fenceKey string, ttl time.Duration) *Locker {
+	return &Locker{client: client, rl: redislock.New(client), key: key, fenceKey: fenceKey, ttl: ttl}
+}
+
+// TTL returns the lock's time to live.
+func (l *Locker) TTL() time.Duration { return l.ttl }
+
+// Obtain tries once to take the lock. It returns ErrNotObtained when another holder has it.
+func (l *Locker) Obtain(ctx context.Context, h Holder) (*Lock, error) {
+	meta, err := json.Marshal(h)
+	if err != nil {
+		return nil, fmt.Errorf("lock: encode holder: %w", err)
+	}
+	// An explicit deadline: without one redislock caps its work at the TTL on its own.
+	ctx, cancel := context.WithTimeout(ctx, l.ttl)
+	defer cancel()
+	lk, err := l.rl.Obtain(ctx, l.key, l.ttl, &redislock.Options{Metadata: string(meta), RetryStrategy: redislock.NoRetry()})
+	switch {
+	case errors.Is(err, redislock.ErrNotObtained):
+		return nil, ErrNotObtained
+	case err != nil:
+		return nil, fmt.Errorf("lock: obtain: %w", err)
+	}
+	return &Lock{locker: l, lk: lk, Holder: h}, nil
+}
+
+// Read returns the current holder and the lock's remaining TTL; nil when nobody holds it.
+func (l *Locker) Read(ctx context.Context) (*Holder, time.Duration, error) {
+	var get *redis.StringCmd
+	var pttl *redis.DurationCmd
+	_, err := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, l.key)
+		pttl = p.PTTL(ctx, l.key)
+		return nil
+	})
+	if errors.Is(err, redis.Nil) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("lock: read: %w", err)
+	}
+	h := ParseValue(get.Val())
+	return &h, max(pttl.Val(), 0), nil
+}
+
+// ForceRelease deletes the lock whoever holds it and returns the value it removed ("" when none).
+// It is the operator's way out of a stuck lock; the holder, if alive, stops with "lock lost".
+func (l *Locker) ForceRelease(ctx context.Context) (string, error) {
+	v, err := l.client.GetDel(ctx, l.key).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("lock: force release: %w", err)
+	}
+	return v, nil
+}
+
+// ParseValue extracts the holder metadata from a lock value (redislock's token followed by JSON).
+func ParseValue(v string) Holder {
+	var h Holder
+	if i := strings.IndexByte(v, '{'); i >= 0 {
+		_ = json.Unmarshal([]byte(v[i:]), &h)
+	}
+	return h
+}
+
+// Lock is a lock this process holds.
+type Lock struct {
+	locker *Locker
+	lk     *redislock.Lock
+	// Holder is the metadata written with the lock.
+	Holder Holder
+}
+
+// Key returns the lock's Redis key.
+func (lk *Lock) Key() string { return lk.locker.key }
+
+// Value returns the full lock value. Fenced scripts compare it with the key's value to check that
+// the lock is still ours.
+func (lk *Lock) Value() string { return lk.lk.Token() + lk.lk.Metadata() }
+
+// Fence takes the next fencing token (INCR): every holder gets a larger one than all before it.
+func (lk *Lock) Fence(ctx context.Context) (int64, error) {
+	n, err := lk.locker.client.Incr(ctx, lk.locker.fenceKey).Result()
+	if err != nil {
+		return 0, fmt.Errorf("lock: fencing token: %w", err)
+	}
+	return n, nil
+}
+
+// Release gives the lock up. Releasing a lock that is no longer ours is not an error. It works even
+// when ctx is already cancelled (an interrupted run still frees its lock).
+func (lk *Lock) Release(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err := lk.lk.Release(ctx)
+	if err == nil || errors.Is(err, redislock.ErrLockNotHeld) {
+		return nil
+	}
+	return fmt.Errorf("lock: release: %w", err)
+}
+
+// Keep starts the keeper: it refreshes the lock every TTL/3 until stop is called. When a refresh
+// finds the lock gone or taken by another holder, or refreshes have failed for a whole TTL, the
+// returned context is cancelled with a cause wrapping ErrLost. Failed refreshes cancel the run before
+// the lock can expire, not after: a holder never runs on past its TTL.
+func (lk *Lock) Keep(ctx context.Context, log *slog.Logger) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	stopped := make(chan struct{})
+	done := make(chan struct{})
+	ttl := lk.locker.ttl
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(ttl / 3)
+		defer tick.Stop()
+		// The lock is ours until expiry at the latest: TTL after the start of the last refresh that worked.
+		expiry := time.Now().Add(ttl)
+		for {
+			select {
+			case <-stopped:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			start := time.Now()
+			deadline := start.Add(ttl / 3)
+			if expiry.Before(deadline) {
+				deadline = expiry
+			}
+			rctx, rcancel := context.WithDeadline(ctx, deadline)
+			err := lk.lk.Refresh(rctx, ttl, nil)
+			rcancel()
+			switch {
+			case err == nil:
+				expiry = start.Add(ttl)
+			case errors.Is(err, redislock.ErrNotObtained):
+				cancel(fmt.Errorf("%w: the lock key no longer holds our value (expired, or taken by another holder)", ErrLost))
+				return
+			case ctx.Err() != nil:
+				return
+			default:
+				log.Warn("lock refresh failed", "err", err, "expires_in_ms", time.Until(expiry).Milliseconds())
+				// Stop before the lock can expire under us: the next refresh would come too late.
+				if time.Now().Add(ttl / 3).After(expiry) {
+					cancel(fmt.Errorf("%w: refreshes failed until the lock's TTL ran out: %v", ErrLost, err))
+					return
+				}
+			}
+		}
+	}()
+	return ctx, func() {
+		close(stopped)
+		<-done
+		cancel(nil)
+	}
+}

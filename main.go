@@ -1,0 +1,124 @@
+// Command peerdb-maintenance is a Redis-coordinated upgrade gate for PeerDB: exactly one replica runs
+// the maintenance tasks for a new deployment version, records it, and every replica exits 0 so that
+// the main container starts only after maintenance is done.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/config"
+	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
+	"github.com/peerdb-maintenance/peerdb-maintenance/runner"
+	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
+)
+
+// Set at build time with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = ""
+	commit  = ""
+)
+
+func main() {
+	err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	os.Exit(exitCode(err))
+}
+
+// run is the whole program: it owns signal handling and dispatches to one command.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	ctx, stop := notifyContext(ctx)
+	defer stop()
+	name, rest := "run", args
+	if len(args) > 0 {
+		if _, ok := commands[args[0]]; ok {
+			name, rest = args[0], args[1:]
+		} else if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+			usage(stdout)
+			return nil
+		}
+	}
+	return commands[name].run(ctx, rest, getenv, stdout, stderr)
+}
+
+// SignalError is the cause of a run cancelled by SIGINT or SIGTERM.
+type SignalError struct{ Signal os.Signal }
+
+func (e *SignalError) Error() string { return "interrupted by " + e.Signal.String() }
+
+// notifyContext is signal.NotifyContext with a typed cause, so that the exit code can name the signal.
+func notifyContext(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		select {
+		case s := <-ch:
+			cancel(&SignalError{Signal: s})
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		cancel(nil)
+	}
+}
+
+// usageError is a bad command line (exit 2).
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// exitCode maps an error to the exit codes of DESIGN.md section 6. It is the only place that does.
+func exitCode(err error) int {
+	var (
+		sig     *SignalError
+		cfgErr  *config.Error
+		fileErr *tasks.FileError
+		usage   *usageError
+	)
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &sig):
+		if sig.Signal == syscall.SIGINT {
+			return 130
+		}
+		return 143
+	case errors.As(err, &cfgErr), errors.As(err, &fileErr), errors.As(err, &usage),
+		errors.Is(err, runner.ErrConfig), errors.Is(err, runner.ErrAuth):
+		return 2
+	case errors.Is(err, runner.ErrUnreachable), errors.Is(err, runner.ErrWaitTimeout):
+		return 3
+	case errors.Is(err, lock.ErrLost):
+		return 4
+	case errors.Is(err, runner.ErrDowngrade):
+		return 5
+	default:
+		return 1
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `peerdb-maintenance: a Redis-coordinated upgrade gate for PeerDB.
+
+Usage:
+  peerdb-maintenance [run] [--dry-run] [-- command args...]   run the gate (default)
+  peerdb-maintenance status [--json] [-n N]                   recorded version, lock holder, current task, history
+  peerdb-maintenance history [--json] [-n N]                  the last N attempts
+  peerdb-maintenance unlock                                   force-release a stuck lock
+  peerdb-maintenance validate [tasks-file]                    check configuration and a task file; no Redis
+  peerdb-maintenance version                                  print version, commit and Go version
+
+Every command takes --help. Configuration is read from the environment (PEERDB_DEPLOYMENT_VERSION,
+REDIS_URL, MAINTENANCE_*); see the README.
+
+Exit codes: 0 done or nothing to do, 1 task failed, 2 bad configuration or usage or Redis credentials,
+3 timed out (Redis unreachable, or waiting for another replica), 4 lock lost, 5 downgrade refused,
+130/143 interrupted by SIGINT/SIGTERM.
+`)
+}

@@ -1,0 +1,187 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
+	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
+)
+
+// waitLogEvery is how often a waiting replica says what it waits for.
+const waitLogEvery = 10 * time.Second
+
+// pollInterval is the mean pause between two lock attempts of a waiter: short enough that a holder that
+// died is taken over within about a second of its lock expiring, long enough that a hundred waiters
+// cost Redis little. Waiters are woken at once by the completion notice in any case.
+func pollInterval(ttl time.Duration) time.Duration {
+	return min(max(ttl/10, 100*time.Millisecond), time.Second)
+}
+
+func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d/2+1) }
+
+// elect is step 5: take the lock, or wait for the holder's notice and try again, until
+// MAINTENANCE_WAIT_TIMEOUT.
+func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, recorded string) (Result, error) {
+	waitCtx, cancel := context.WithTimeout(ctx, r.cfg.WaitTimeout)
+	defer cancel()
+	var (
+		sub       *redis.PubSub
+		notices   <-chan *redis.Message
+		waitStart time.Time
+		lastLog   time.Time
+	)
+	defer func() {
+		if sub != nil {
+			_ = sub.Close()
+		}
+	}()
+	interval := pollInterval(r.cfg.LockTTL)
+	for {
+		holder := lock.Holder{Holder: r.cfg.Holder, Pod: r.cfg.Pod, Version: r.cfg.Version, Started: time.Now().UTC()}
+		lk, err := r.locker.Obtain(waitCtx, holder)
+		if err == nil {
+			if sub != nil {
+				_ = sub.Close()
+				sub, notices = nil, nil
+			}
+			return r.hold(ctx, log, start, lk, recorded)
+		}
+		switch {
+		case ctx.Err() != nil:
+			return Result{}, context.Cause(ctx)
+		case waitCtx.Err() != nil:
+			return Result{}, r.waitTimeout(ctx, waitStart)
+		case redisconn.IsAuthError(err):
+			return Result{}, fmt.Errorf("%w: %v", ErrAuth, err)
+		case !errors.Is(err, lock.ErrNotObtained):
+			log.Warn("could not try the lock, will retry", "err", err)
+		}
+		if sub == nil {
+			// Subscribe before the re-check below, so that a notice published in between is not missed.
+			sub = r.rdb.Subscribe(waitCtx, r.keys.Events)
+			if _, err := sub.Receive(waitCtx); err != nil && ctx.Err() == nil && waitCtx.Err() == nil {
+				log.Warn("could not subscribe to completion notices, polling only", "err", err)
+			}
+			notices = sub.Channel()
+			waitStart = time.Now()
+			lastLog = waitStart
+			r.logWaiting(waitCtx, log, waitStart, "another replica holds the lock, waiting")
+		}
+		if !r.cfg.Force {
+			v, err := r.rdb.Get(waitCtx, r.keys.Version).Result()
+			switch {
+			case err == nil && v == r.cfg.Version:
+				log.Info("another replica recorded the version, done", "waited_ms", time.Since(waitStart).Milliseconds())
+				return Result{Outcome: "waited", Previous: recorded}, nil
+			case err == nil && v != recorded:
+				recorded = v
+				if res, done, err := r.guardDowngrade(log, recorded); done {
+					return res, err
+				}
+			case redisconn.IsAuthError(err):
+				return Result{}, fmt.Errorf("%w: %v", ErrAuth, err)
+			}
+		}
+		timer := time.NewTimer(jitter(interval))
+		select {
+		case <-waitCtx.Done():
+		case <-timer.C:
+		case m := <-notices:
+			if res, done, err := r.onNotice(log, m, waitStart, recorded); done {
+				timer.Stop()
+				return res, err
+			}
+		}
+		timer.Stop()
+		if time.Since(lastLog) >= waitLogEvery && waitCtx.Err() == nil {
+			lastLog = time.Now()
+			r.logWaiting(waitCtx, log, waitStart, "still waiting for the lock holder")
+		}
+	}
+}
+
+// onNotice handles a holder's completion notice. done is true when the wait ends here.
+func (r *Runner) onNotice(log *slog.Logger, m *redis.Message, waitStart time.Time, recorded string) (Result, bool, error) {
+	if m == nil {
+		return Result{}, false, nil
+	}
+	var n Notice
+	if err := json.Unmarshal([]byte(m.Payload), &n); err != nil || n.Version != r.cfg.Version {
+		return Result{}, false, nil
+	}
+	switch {
+	case n.Event == "recorded" && !r.cfg.Force:
+		log.Info("another replica recorded the version, done", "holder", n.Holder, "waited_ms", time.Since(waitStart).Milliseconds())
+		return Result{Outcome: "waited", Previous: recorded}, true, nil
+	case n.Event == "failed" && r.cfg.FailureCooldown > 0:
+		log.Error("the lock holder failed a task for this version; not retrying until the failure cooldown has passed",
+			"holder", n.Holder, "task", n.Task, "err", n.Error, "cooldown", r.cfg.FailureCooldown.String())
+		return Result{}, true, fmt.Errorf("%w: holder %s failed task %s for version %s: %s (retried after MAINTENANCE_FAILURE_COOLDOWN=%s)",
+			ErrTaskFailed, n.Holder, n.Task, n.Version, n.Error, r.cfg.FailureCooldown)
+	}
+	return Result{}, false, nil
+}
+
+// waitTimeout builds the error for a wait that ran out, naming the holder when there is one.
+func (r *Runner) waitTimeout(ctx context.Context, waitStart time.Time) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	h, _, err := r.locker.Read(rctx)
+	who := "no holder now"
+	if err == nil && h != nil {
+		who = fmt.Sprintf("holder %s (version %s, since %s)", h.Holder, h.Version, h.Started.Format(time.RFC3339))
+	}
+	return fmt.Errorf("%w: version %s not recorded within MAINTENANCE_WAIT_TIMEOUT=%s; %s", ErrWaitTimeout, r.cfg.Version, r.cfg.WaitTimeout, who)
+}
+
+// logWaiting says who holds the lock, which task it is on and for how long: the init container's
+// progress bar in kubectl logs.
+func (r *Runner) logWaiting(ctx context.Context, log *slog.Logger, waitStart time.Time, msg string) {
+	h, ttl, err := r.locker.Read(ctx)
+	if err != nil {
+		log.Warn(msg, "err", err, "waited", time.Since(waitStart).Round(time.Second).String())
+		return
+	}
+	if h == nil {
+		log.Info(msg, "holder", "", "waited", time.Since(waitStart).Round(time.Second).String())
+		return
+	}
+	cur := r.currentTask(ctx)
+	attrs := []any{"holder", h.Holder, "holder_version", h.Version, "held_for", time.Since(h.Started).Round(time.Second).String(),
+		"lock_ttl_ms", ttl.Milliseconds(), "waited", time.Since(waitStart).Round(time.Second).String()}
+	if h.Pod != "" {
+		attrs = append(attrs, "pod", h.Pod)
+	}
+	if cur != nil {
+		attrs = append(attrs, "task", cur.Step+" "+cur.Task, "task_for", time.Since(cur.Started).Round(time.Second).String())
+	}
+	log.Info(msg, attrs...)
+}
+
+// Current is the task a holder is running, as published in the progress hash.
+type Current struct {
+	Step    string    `json:"step"` // "3/6"
+	Task    string    `json:"task"`
+	Started time.Time `json:"started"`
+	Holder  string    `json:"holder"`
+}
+
+func (r *Runner) currentTask(ctx context.Context) *Current {
+	v, err := r.rdb.HGet(ctx, r.keys.Progress, "current").Result()
+	if err != nil {
+		return nil
+	}
+	var c Current
+	if json.Unmarshal([]byte(v), &c) != nil {
+		return nil
+	}
+	return &c
+}

@@ -1,0 +1,217 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
+	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
+)
+
+// Progress hash fields: "version" (the target), "fencing_token" (the latest holder's), "current" (the
+// running task, for waiters) and "done:<task>" for every task finished for that version.
+const donePrefix = "done:"
+
+type doneMark struct {
+	Finished     time.Time `json:"finished"`
+	FencingToken int64     `json:"fencing_token"`
+}
+
+// hold is steps 5 (taken) to 9: double check, cooldown, fencing token, keeper, tasks, record, release.
+func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk *lock.Lock, recorded string) (Result, error) {
+	defer func() {
+		if rerr := lk.Release(ctx); rerr != nil {
+			log.Warn("could not release the lock; it expires by itself", "err", rerr)
+		}
+	}()
+	target := r.cfg.Version
+	v, err := r.rdb.Get(ctx, r.keys.Version).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return Result{}, fmt.Errorf("double-check version: %w", err)
+	}
+	if v == target && !r.cfg.Force {
+		log.Info("version recorded by another replica meanwhile, releasing the lock")
+		return Result{Outcome: "waited", Previous: recorded}, nil
+	}
+	if v != recorded {
+		recorded = v
+		log = log.With("previous_version", recorded)
+		if res, done, err := r.guardDowngrade(log, recorded); done {
+			return res, err
+		}
+		if err := r.checkWhen(recorded); err != nil {
+			return Result{}, err
+		}
+	}
+	if err := r.checkCooldown(ctx, log); err != nil {
+		return Result{}, err
+	}
+	token, err := lk.Fence(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	log = log.With("holder", r.cfg.Holder, "fencing_token", token)
+	runCtx, stopKeeper := lk.Keep(ctx, log)
+	defer stopKeeper()
+
+	done, err := r.resume(runCtx, lk, token)
+	if err != nil {
+		return Result{}, r.lostOr(runCtx, err)
+	}
+	log.Info("lock taken, running maintenance", "tasks", len(r.specs), "resumed", len(done))
+	entry := Entry{Version: target, Previous: recorded, Holder: r.cfg.Holder, Pod: r.cfg.Pod, FencingToken: token, Started: lk.Holder.Started}
+	env := tasks.Env{FromVersion: recorded, ToVersion: target, FencingToken: token, Getenv: r.getenv, Redis: r.rdb, GateTag: r.keys.Tag}
+	for i, s := range r.specs {
+		if err := r.runTask(runCtx, log, lk, env, i, s, done, recorded); err != nil {
+			if runCtx.Err() != nil {
+				log.Error("run stopped, nothing recorded", "task", s.Name, "err", context.Cause(runCtx))
+				return Result{}, context.Cause(runCtx)
+			}
+			entry.Finished, entry.Outcome, entry.Task, entry.Error = time.Now().UTC(), OutcomeFailed, s.Name, err.Error()
+			if ok, rerr := record(runCtx, r.rdb, r.keys, lk, entry); rerr != nil || !ok {
+				log.Warn("could not write the failure to history", "err", rerr, "lock_held", ok)
+			}
+			log.Error("task failed, nothing recorded", "task", s.Name, "err", err)
+			return Result{}, &TaskError{Task: s.Name, Err: err}
+		}
+	}
+	entry.Finished, entry.Outcome = time.Now().UTC(), OutcomeSucceeded
+	ok, err := record(runCtx, r.rdb, r.keys, lk, entry)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: the lock was no longer ours at the record", lock.ErrLost)
+	}
+	if err != nil {
+		log.Error("version not recorded", "err", err)
+		return Result{}, r.lostOr(runCtx, err)
+	}
+	log.Info("maintenance done, version recorded", "duration_ms", time.Since(start).Milliseconds())
+	return Result{Outcome: "recorded", Previous: recorded}, nil
+}
+
+// lostOr returns the run's cancellation cause (lock lost, signal) when there is one, else err wrapped
+// as a lost lock: a holder that cannot write its fenced state cannot prove it still holds the lock.
+func (r *Runner) lostOr(runCtx context.Context, err error) error {
+	if runCtx.Err() != nil {
+		return context.Cause(runCtx)
+	}
+	if errors.Is(err, lock.ErrLost) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", lock.ErrLost, err)
+}
+
+// runTask runs the i-th task unless progress says it is done or its constraint does not match.
+func (r *Runner) runTask(ctx context.Context, log *slog.Logger, lk *lock.Lock, env tasks.Env, i int, s tasks.Spec, done map[string]bool, recorded string) error {
+	step := fmt.Sprintf("%d/%d", i+1, len(r.specs))
+	tlog := log.With("task", s.Name, "step", step)
+	if done[s.Name] {
+		tlog.Info("task already done in an earlier attempt, skipping")
+		return nil
+	}
+	if ok, reason, _ := s.When.Match(recorded, r.cfg.Version); !ok {
+		tlog.Info("task skipped, constraint not met", "reason", reason)
+		return nil
+	}
+	cur, _ := json.Marshal(Current{Step: step, Task: s.Name, Started: time.Now().UTC(), Holder: r.cfg.Holder})
+	if err := r.progress(ctx, lk, false, "current", string(cur)); err != nil {
+		return err
+	}
+	tlog.Info("task started", "kind", s.Kind)
+	started := time.Now()
+	tctx, cancel := context.WithTimeoutCause(ctx, s.Timeout, fmt.Errorf("task timed out after %s", s.Timeout))
+	env.Logger = tlog
+	err := s.Task.Run(tctx, env)
+	if err == nil && tctx.Err() != nil {
+		err = context.Cause(tctx)
+	}
+	cancel()
+	if err != nil {
+		return err
+	}
+	tlog.Info("task finished", "duration_ms", time.Since(started).Milliseconds())
+	mark, _ := json.Marshal(doneMark{Finished: time.Now().UTC(), FencingToken: env.FencingToken})
+	return r.progress(ctx, lk, false, donePrefix+s.Name, string(mark))
+}
+
+// progress writes progress fields, fenced; a lock that is no longer ours is ErrLost.
+func (r *Runner) progress(ctx context.Context, lk *lock.Lock, reset bool, kv ...string) error {
+	ok, err := writeProgress(ctx, r.rdb, r.keys, lk, reset, kv...)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: the lock was no longer ours when writing progress", lock.ErrLost)
+	}
+	return err
+}
+
+// resume reads the progress of an earlier attempt for the same target version and returns the tasks
+// it finished. Progress of another version is discarded.
+func (r *Runner) resume(ctx context.Context, lk *lock.Lock, token int64) (map[string]bool, error) {
+	p, err := r.rdb.HGetAll(ctx, r.keys.Progress).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read progress: %w", err)
+	}
+	tok := strconv.FormatInt(token, 10)
+	if p["version"] != r.cfg.Version || r.cfg.Force {
+		return map[string]bool{}, r.progress(ctx, lk, true, "version", r.cfg.Version, "fencing_token", tok)
+	}
+	done := map[string]bool{}
+	for k := range p {
+		if name, ok := strings.CutPrefix(k, donePrefix); ok {
+			done[name] = true
+		}
+	}
+	return done, r.progress(ctx, lk, false, "fencing_token", tok)
+}
+
+// checkCooldown refuses to run when the last attempt for this version failed less than
+// MAINTENANCE_FAILURE_COOLDOWN ago.
+func (r *Runner) checkCooldown(ctx context.Context, log *slog.Logger) error {
+	if r.cfg.FailureCooldown <= 0 {
+		return nil
+	}
+	msgs, err := r.rdb.XRevRangeN(ctx, r.keys.History, "+", "-", 50).Result()
+	if err != nil {
+		return fmt.Errorf("read history: %w", err)
+	}
+	for _, m := range msgs {
+		e := entryFromStream(m)
+		if e.Version != r.cfg.Version {
+			continue
+		}
+		if e.Outcome == OutcomeFailed && time.Since(e.Finished) < r.cfg.FailureCooldown {
+			left := (r.cfg.FailureCooldown - time.Since(e.Finished)).Round(time.Second)
+			log.Error("an attempt for this version failed recently; not retrying until the failure cooldown has passed",
+				"holder", e.Holder, "task", e.Task, "err", e.Error, "retry_in", left.String())
+			return fmt.Errorf("%w: task %s failed for version %s at %s on %s: %s (retry in %s, MAINTENANCE_FAILURE_COOLDOWN=%s)",
+				ErrTaskFailed, e.Task, e.Version, e.Finished.Format(time.RFC3339), e.Holder, e.Error, left, r.cfg.FailureCooldown)
+		}
+		return nil
+	}
+	return nil
+}
+
+// terminationMessage writes a one-line summary where Kubernetes reads it, when that path exists.
+func (r *Runner) terminationMessage(res Result, err error) {
+	path := r.cfg.TerminationLog
+	if path == "" {
+		return
+	}
+	if _, serr := os.Stat(path); serr != nil {
+		return
+	}
+	msg := fmt.Sprintf("version %s: %s (previous %q)", r.cfg.Version, res.Outcome, res.Previous)
+	if err != nil {
+		msg = fmt.Sprintf("version %s: %v", r.cfg.Version, err)
+	}
+	if werr := os.WriteFile(path, []byte(msg+"\n"), 0o644); werr != nil {
+		r.log.Warn("could not write the termination message", "path", path, "err", werr)
+	}
+}

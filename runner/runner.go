@@ -1,0 +1,178 @@
+// Package runner is the run of DESIGN.md section 2: connect, fast path, downgrade guard, election and
+// waiting, holding the lock while tasks run, the fenced record, and the read-only views (status,
+// history) and unlock that operators use.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/config"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/keys"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/version"
+	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
+	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
+)
+
+// Runner runs one gate once.
+type Runner struct {
+	cfg    *config.Config
+	rdb    redis.UniversalClient
+	keys   keys.Keys
+	specs  []tasks.Spec
+	log    *slog.Logger
+	locker *lock.Locker
+	getenv func(string) string
+	out    io.Writer
+}
+
+// Options are the parts of a Runner that are not configuration.
+type Options struct {
+	// Specs is the task list, already loaded and validated.
+	Specs []tasks.Spec
+	// Logger receives every log line.
+	Logger *slog.Logger
+	// Getenv is handed to tasks.
+	Getenv func(string) string
+	// Out receives the dry-run plan.
+	Out io.Writer
+}
+
+// New returns a Runner for a valid configuration. It opens no connection until used.
+func New(cfg *config.Config, opt Options) *Runner {
+	rdb := cfg.Redis.NewClient()
+	k := keys.For(cfg.KeyPrefix, cfg.Name)
+	if opt.Getenv == nil {
+		opt.Getenv = os.Getenv
+	}
+	if opt.Out == nil {
+		opt.Out = io.Discard
+	}
+	return &Runner{
+		cfg: cfg, rdb: rdb, keys: k, specs: opt.Specs, log: opt.Logger, getenv: opt.Getenv, out: opt.Out,
+		locker: lock.New(rdb, k.Lock, k.Fence, cfg.LockTTL),
+	}
+}
+
+// Close closes the Redis connection.
+func (r *Runner) Close() error { return r.rdb.Close() }
+
+// Keys returns the gate's keys.
+func (r *Runner) Keys() keys.Keys { return r.keys }
+
+// Result says how a successful run ended.
+type Result struct {
+	// Outcome is one of "up-to-date", "recorded", "waited", "downgrade-skipped", "dry-run".
+	Outcome  string
+	Previous string
+}
+
+// Run performs the gate's run. A nil error means the main container may start. Its outcome is also
+// written to the termination log when that path exists.
+func (r *Runner) Run(ctx context.Context) (res Result, err error) {
+	defer func() { r.terminationMessage(res, err) }()
+	start := time.Now()
+	log := r.log.With("version", r.cfg.Version)
+	// Step 2 and 3 at once: the first read of the recorded version is also the connection check.
+	recorded, err := r.readVersion(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	log = log.With("previous_version", recorded)
+	if recorded == r.cfg.Version && !r.cfg.Force {
+		log.Info("version already recorded, nothing to do", "duration_ms", time.Since(start).Milliseconds())
+		return Result{Outcome: "up-to-date", Previous: recorded}, nil
+	}
+	if r.cfg.Force && r.cfg.InKubernetes {
+		log.Warn("MAINTENANCE_FORCE is set in a Kubernetes pod: every replica that starts will run the tasks again; use it for one-shot Jobs only")
+	}
+	if res, done, err := r.guardDowngrade(log, recorded); done {
+		return res, err
+	}
+	if err := r.checkWhen(recorded); err != nil {
+		return Result{}, err
+	}
+	if r.cfg.DryRun {
+		return r.plan(ctx, recorded)
+	}
+	return r.elect(ctx, log, start, recorded)
+}
+
+// guardDowngrade applies MAINTENANCE_DOWNGRADE when the recorded version is a newer semantic version.
+// done is true when the run ends here.
+func (r *Runner) guardDowngrade(log *slog.Logger, recorded string) (Result, bool, error) {
+	if !version.Older(r.cfg.Version, recorded) {
+		return Result{}, false, nil
+	}
+	switch r.cfg.Downgrade {
+	case config.DowngradeFail:
+		log.Error("recorded version is newer, refusing to downgrade", "policy", r.cfg.Downgrade)
+		return Result{}, true, fmt.Errorf("%w: recorded version %s is newer than %s (MAINTENANCE_DOWNGRADE=fail)", ErrDowngrade, recorded, r.cfg.Version)
+	case config.DowngradeRun:
+		log.Warn("recorded version is newer, running the tasks anyway", "policy", r.cfg.Downgrade)
+		return Result{}, false, nil
+	default:
+		log.Warn("recorded version is newer, skipping: an old replica during a rolling update", "policy", r.cfg.Downgrade)
+		return Result{Outcome: "downgrade-skipped", Previous: recorded}, true, nil
+	}
+}
+
+// checkWhen evaluates every task's constraints for this upgrade, so that a version a constraint cannot
+// compare is a configuration error before any lock is taken.
+func (r *Runner) checkWhen(recorded string) error {
+	var errs []error
+	for _, s := range r.specs {
+		if _, _, err := s.When.Match(recorded, r.cfg.Version); err != nil {
+			errs = append(errs, fmt.Errorf("task %s: %w", s.Name, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+	}
+	return nil
+}
+
+// readVersion reads the recorded version, retrying with capped, jittered exponential backoff until
+// MAINTENANCE_CONNECT_TIMEOUT. Refused credentials fail at once.
+func (r *Runner) readVersion(ctx context.Context) (string, error) {
+	deadline := time.Now().Add(r.cfg.ConnectTimeout)
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithDeadline(ctx, deadline)
+		v, err := r.rdb.Get(actx, r.keys.Version).Result()
+		cancel()
+		switch {
+		case err == nil:
+			return v, nil
+		case errors.Is(err, redis.Nil):
+			return "", nil
+		case redisconn.IsAuthError(err):
+			return "", fmt.Errorf("%w: %v", ErrAuth, err)
+		case ctx.Err() != nil:
+			return "", context.Cause(ctx)
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return "", fmt.Errorf("%w: no answer from %s within %s: %v", ErrUnreachable, r.cfg.Redis, r.cfg.ConnectTimeout, err)
+		}
+		if attempt == 1 || attempt%5 == 0 {
+			r.log.Warn("Redis not reachable yet, retrying", "redis", r.cfg.Redis.String(), "attempt", attempt, "err", err)
+		}
+		sleep := min(backoff/2+rand.N(backoff/2+1), left)
+		backoff = min(backoff*2, 5*time.Second)
+		select {
+		case <-ctx.Done():
+			return "", context.Cause(ctx)
+		case <-time.After(sleep):
+		}
+	}
+}

@@ -1,0 +1,109 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
+)
+
+// LockState is the lock as status shows it.
+type LockState struct {
+	lock.Holder
+	TTL time.Duration `json:"ttl_ns"`
+}
+
+// Status is the state of a gate: what `peerdb-maintenance status` prints.
+type Status struct {
+	Gate     string     `json:"gate"`
+	Version  string     `json:"version"`
+	Lock     *LockState `json:"lock"`
+	Current  *Current   `json:"current_task"`
+	Progress *Progress  `json:"progress"`
+	History  []Entry    `json:"history"`
+}
+
+// Progress is the progress record of a version in progress.
+type Progress struct {
+	Version      string   `json:"version"`
+	FencingToken int64    `json:"fencing_token"`
+	Done         []string `json:"done"`
+}
+
+// Status reads the gate's state with a few read-only commands; it takes no lock.
+func (r *Runner) Status(ctx context.Context, historyN int64) (*Status, error) {
+	v, err := r.readVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st := &Status{Gate: r.keys.Tag, Version: v, History: []Entry{}}
+	h, ttl, err := r.locker.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if h != nil {
+		st.Lock = &LockState{Holder: *h, TTL: ttl}
+	}
+	p, err := r.rdb.HGetAll(ctx, r.keys.Progress).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read progress: %w", err)
+	}
+	if len(p) > 0 {
+		pr := &Progress{Version: p["version"], Done: []string{}}
+		pr.FencingToken, _ = strconv.ParseInt(p["fencing_token"], 10, 64)
+		for k := range p {
+			if name, ok := strings.CutPrefix(k, donePrefix); ok {
+				pr.Done = append(pr.Done, name)
+			}
+		}
+		sort.Strings(pr.Done)
+		st.Progress = pr
+		if c, ok := p["current"]; ok && st.Lock != nil {
+			var cur Current
+			if json.Unmarshal([]byte(c), &cur) == nil {
+				st.Current = &cur
+			}
+		}
+	}
+	st.History, err = r.History(ctx, historyN)
+	return st, err
+}
+
+// History returns the last n history entries, newest first.
+func (r *Runner) History(ctx context.Context, n int64) ([]Entry, error) {
+	msgs, err := r.rdb.XRevRangeN(ctx, r.keys.History, "+", "-", n).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	out := make([]Entry, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, entryFromStream(m))
+	}
+	return out, nil
+}
+
+// Unlock force-releases the lock whoever holds it and returns the holder it removed (nil when the lock
+// was free). Progress is kept, so the next holder resumes.
+func (r *Runner) Unlock(ctx context.Context) (*lock.Holder, error) {
+	if _, err := r.readVersion(ctx); err != nil {
+		return nil, err
+	}
+	v, err := r.locker.ForceRelease(ctx)
+	if err != nil || v == "" {
+		return nil, err
+	}
+	h := lock.ParseValue(v)
+	r.log.Warn("lock force-released", "holder", h.Holder, "holder_version", h.Version)
+	return &h, nil
+}
+
+// Connect waits for Redis as a run does (MAINTENANCE_CONNECT_TIMEOUT, refused credentials fail at once).
+func (r *Runner) Connect(ctx context.Context) error {
+	_, err := r.readVersion(ctx)
+	return err
+}
