@@ -11,6 +11,7 @@ import (
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/config"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/keys"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
 )
 
@@ -58,13 +59,18 @@ func hasFlags(fs *flag.FlagSet) bool {
 	return n > 0
 }
 
-// newLogger builds the one logger of the process: JSON by default, on stderr.
+// newLogger builds the one logger of the process: JSON by default, on stderr. go-redis's own
+// diagnostics go through it too.
 func newLogger(format string, level slog.Level, stderr io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
+	var log *slog.Logger
 	if format == "text" {
-		return slog.New(slog.NewTextHandler(stderr, opts))
+		log = slog.New(slog.NewTextHandler(stderr, opts))
+	} else {
+		log = slog.New(slog.NewJSONHandler(stderr, opts))
 	}
-	return slog.New(slog.NewJSONHandler(stderr, opts))
+	redisconn.SetLogger(log)
+	return log
 }
 
 // earlyLogger logs before the configuration is known to be valid: it honours LOG_FORMAT and LOG_LEVEL

@@ -33,6 +33,9 @@ type Runner struct {
 	locker *lock.Locker
 	getenv func(string) string
 	out    io.Writer
+
+	// afterFirstRead, when set, runs after the first read of the recorded version (tests only).
+	afterFirstRead func()
 }
 
 // Options are the parts of a Runner that are not configuration.
@@ -88,6 +91,9 @@ func (r *Runner) Run(ctx context.Context) (res Result, err error) {
 		return Result{}, err
 	}
 	log = log.With("previous_version", recorded)
+	if r.afterFirstRead != nil {
+		r.afterFirstRead()
+	}
 	if recorded == r.cfg.Version && !r.cfg.Force {
 		log.Info("version already recorded, nothing to do", "duration_ms", time.Since(start).Milliseconds())
 		return Result{Outcome: "up-to-date", Previous: recorded}, nil
@@ -162,10 +168,11 @@ func (r *Runner) readVersion(ctx context.Context) (string, error) {
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return "", fmt.Errorf("%w: no answer from %s within %s: %v", ErrUnreachable, r.cfg.Redis, r.cfg.ConnectTimeout, err)
+			return "", fmt.Errorf("%w: no answer from %s within MAINTENANCE_CONNECT_TIMEOUT=%s: %v", ErrUnreachable, r.cfg.Redis, r.cfg.ConnectTimeout, err)
 		}
-		if attempt == 1 || attempt%5 == 0 {
-			r.log.Warn("Redis not reachable yet, retrying", "redis", r.cfg.Redis.String(), "attempt", attempt, "err", err)
+		if attempt == 1 || attempt%10 == 0 {
+			r.log.Warn("Redis not reachable yet, retrying", "redis", r.cfg.Redis.String(), "attempt", attempt,
+				"left_ms", left.Milliseconds(), "err", err)
 		}
 		sleep := min(backoff/2+rand.N(backoff/2+1), left)
 		backoff = min(backoff*2, 5*time.Second)

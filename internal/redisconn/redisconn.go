@@ -3,10 +3,12 @@
 package redisconn
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"strings"
@@ -48,12 +50,11 @@ type Target struct {
 // the password.
 func Parse(s Settings) (*Target, error) {
 	u, err := url.Parse(s.URL)
+	if err == nil && misplacedAt(u) {
+		err = errors.New("'@' outside the user info")
+	}
 	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
-		return nil, &SettingError{Var: "REDIS_URL", Problem: "not a valid URL: " + err.Error()}
+		return nil, &SettingError{Var: "REDIS_URL", Problem: urlProblem(s.URL, err)}
 	}
 	t := &Target{Mode: s.Mode, redacted: Redact(s.URL)}
 	q := u.Query()
@@ -104,8 +105,12 @@ func (t *Target) tlsConfig(s Settings) (*tls.Config, error) {
 	}
 	if cfg == nil {
 		v := "REDIS_CA_FILE"
-		if s.CAFile == "" {
+		switch {
+		case s.CAFile != "":
+		case s.CertFile != "":
 			v = "REDIS_CERT_FILE"
+		default:
+			v = "REDIS_KEY_FILE"
 		}
 		return nil, &SettingError{Var: v, Problem: "set, but REDIS_URL is not a rediss:// URL"}
 	}
@@ -138,21 +143,25 @@ func (t *Target) tlsConfig(s Settings) (*tls.Config, error) {
 }
 
 // apply sets the options every gate connection shares: RESP2 and no CLIENT SETINFO, so that a new
-// connection costs one HELLO round trip and nothing else.
+// connection costs one HELLO round trip and nothing else; one dial per attempt, because the gate's
+// own connect loop does the waiting for a Redis that is not up yet.
 func (t *Target) apply(cfg *tls.Config) {
 	switch {
 	case t.standalone != nil:
 		t.standalone.TLSConfig = cfg
 		t.standalone.Protocol = 2
 		t.standalone.DisableIdentity = true
+		t.standalone.DialerRetries = 1
 	case t.failover != nil:
 		t.failover.TLSConfig = cfg
 		t.failover.Protocol = 2
 		t.failover.DisableIdentity = true
+		t.failover.DialerRetries = 1
 	case t.cluster != nil:
 		t.cluster.TLSConfig = cfg
 		t.cluster.Protocol = 2
 		t.cluster.DisableIdentity = true
+		t.cluster.DialerRetries = 1
 	}
 }
 
@@ -181,6 +190,9 @@ func Redact(raw string) string {
 	if err != nil {
 		return "(unparseable URL)"
 	}
+	if misplacedAt(u) {
+		return u.Scheme + "://(user info with unencoded characters)"
+	}
 	q := u.Query()
 	changed := false
 	for _, k := range []string{"password", "sentinel_password"} {
@@ -193,6 +205,34 @@ func Redact(raw string) string {
 		u.RawQuery = q.Encode()
 	}
 	return u.Redacted()
+}
+
+// misplacedAt reports a URL whose '@' is not where user info ends: a password with an unencoded / ? or
+// # splits the URL early, so that part of the password lands in the host, path or fragment.
+func misplacedAt(u *url.URL) bool {
+	return u.User == nil && strings.ContainsRune(u.Opaque+u.Path+u.Fragment, '@')
+}
+
+// urlProblem describes why raw is not a usable URL without quoting anything that may be part of a
+// password: when raw has an '@', the parser's message is used only if it comes from raw with
+// everything between "://" and its last '@' replaced.
+func urlProblem(raw string, err error) string {
+	const userinfo = "not a valid URL: the user name or password has characters that must be percent-encoded (/ ? # @ %)"
+	if at := strings.LastIndexByte(raw, '@'); at >= 0 {
+		sep := strings.Index(raw, "://")
+		if sep < 0 || sep > at {
+			return userinfo
+		}
+		_, err = url.Parse(raw[:sep+3] + "xxxxx" + raw[at:])
+		if err == nil {
+			return userinfo
+		}
+	}
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = uerr.Err
+	}
+	return "not a valid URL: " + err.Error()
 }
 
 // scrub removes the URL's password from a parser message, in case a parser quotes what it read.
@@ -221,4 +261,14 @@ func IsAuthError(err error) bool {
 		}
 	}
 	return false
+}
+
+// SetLogger sends go-redis's own diagnostics to log at debug level, so that nothing but JSON (or
+// text) records reaches stderr.
+func SetLogger(log *slog.Logger) { redis.SetLogger(slogPrinter{log}) }
+
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Printf(ctx context.Context, format string, v ...any) {
+	p.log.DebugContext(ctx, "redis client diagnostic", "detail", fmt.Sprintf(format, v...))
 }

@@ -1,0 +1,175 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
+)
+
+// waitForSubscriber waits until n replicas listen for completion notices.
+func waitForSubscriber(t *testing.T, h *harness, n int64) {
+	t.Helper()
+	redistest.Eventually(t, 10*time.Second, func() bool {
+		m, err := h.rdb.PubSubNumSub(context.Background(), h.keys.Events).Result()
+		return err == nil && m[h.keys.Events] >= n
+	}, "no replica subscribed to %s", h.keys.Events)
+}
+
+func (h *harness) publish(n Notice) {
+	b, _ := json.Marshal(n)
+	if err := h.rdb.Publish(context.Background(), h.keys.Events, b).Err(); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func TestWaiterExitsWhenTheHolderRecords(t *testing.T) {
+	h := newHarness(t)
+	h.holdLockExternally(0)
+	var c counter
+	r, _ := h.runner([]tasks.Spec{c.task("migrate", nil)})
+	done := start(context.Background(), r)
+	waitForSubscriber(t, h, 1)
+	h.setVersion("1.1.0")
+	h.publish(Notice{Event: "recorded", Version: "1.1.0", Holder: "other-pod"})
+	out := wait(t, done)
+	if out.err != nil || out.res.Outcome != "waited" {
+		t.Fatalf("run = %+v, %v", out.res, out.err)
+	}
+	if c.get("migrate") != 0 {
+		t.Error("a waiter ran the task")
+	}
+}
+
+func TestWaiterIgnoresNoticesForOtherVersions(t *testing.T) {
+	h := newHarness(t)
+	h.holdLockExternally(0)
+	r, _ := h.runner(nil, "MAINTENANCE_WAIT_TIMEOUT", "3s", "MAINTENANCE_FAILURE_COOLDOWN", "30s")
+	done := start(context.Background(), r)
+	waitForSubscriber(t, h, 1)
+	h.publish(Notice{Event: "recorded", Version: "9.9.9"})
+	h.publish(Notice{Event: "failed", Version: "9.9.9", Task: "x", Error: "boom"})
+	out := wait(t, done)
+	if !errors.Is(out.err, ErrWaitTimeout) {
+		t.Fatalf("err = %v, want the wait to time out", out.err)
+	}
+}
+
+func TestWaiterTakesOverWhenTheLockIsFreedWithoutARecord(t *testing.T) {
+	h := newHarness(t)
+	h.holdLockExternally(0)
+	var c counter
+	r, _ := h.runner([]tasks.Spec{c.task("migrate", nil)})
+	done := start(context.Background(), r)
+	waitForSubscriber(t, h, 1)
+	if err := h.rdb.Del(context.Background(), h.keys.Lock).Err(); err != nil {
+		t.Fatal(err)
+	}
+	out := wait(t, done)
+	if out.err != nil || out.res.Outcome != "recorded" || c.get("migrate") != 1 {
+		t.Fatalf("run = %+v, %v, task runs %d", out.res, out.err, c.get("migrate"))
+	}
+}
+
+func TestWaitTimesOutNamingTheHolder(t *testing.T) {
+	h := newHarness(t)
+	h.holdLockExternally(0)
+	r, _ := h.runner(nil, "MAINTENANCE_WAIT_TIMEOUT", "1s")
+	_, err := r.Run(context.Background())
+	if !errors.Is(err, ErrWaitTimeout) || !strings.Contains(err.Error(), "other-pod") {
+		t.Fatalf("err = %v, want a wait timeout naming other-pod", err)
+	}
+}
+
+func TestFailureNoticeWithinCooldownEndsTheWaitWithTaskFailed(t *testing.T) {
+	h := newHarness(t)
+	h.holdLockExternally(0)
+	var c counter
+	r, logs := h.runner([]tasks.Spec{c.task("migrate", nil)}, "MAINTENANCE_FAILURE_COOLDOWN", "30s")
+	done := start(context.Background(), r)
+	waitForSubscriber(t, h, 1)
+	h.publish(Notice{Event: "failed", Version: "1.1.0", Holder: "other-pod", Task: "catalog-schema", Error: "relation missing"})
+	out := wait(t, done)
+	if !errors.Is(out.err, ErrTaskFailed) || !strings.Contains(out.err.Error(), "catalog-schema") {
+		t.Fatalf("err = %v, want a task failure naming catalog-schema", out.err)
+	}
+	if c.get("migrate") != 0 {
+		t.Error("waiter ran the task after a failure notice")
+	}
+	if !strings.Contains(logs.String(), "relation missing") {
+		t.Error("the holder's error is not in the waiter's log")
+	}
+}
+
+func TestWaiterLogsWhoHoldsTheLockAndWhichTask(t *testing.T) {
+	h := newHarness(t)
+	release := make(chan struct{})
+	holder, _ := h.runner([]tasks.Spec{
+		spec("quick", func(context.Context, tasks.Env) error { return nil }),
+		spec("catalog-schema", func(ctx context.Context, _ tasks.Env) error {
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}),
+	}, "MAINTENANCE_HOLDER", "pod-a")
+	hd := start(context.Background(), holder)
+	redistest.Eventually(t, 10*time.Second, func() bool {
+		return strings.Contains(h.get(h.keys.Lock), "pod-a") && h.rdb.HGet(context.Background(), h.keys.Progress, "current").Val() != ""
+	}, "holder never published its current task")
+	waiter, logs := h.runner(nil, "MAINTENANCE_HOLDER", "pod-b")
+	wd := start(context.Background(), waiter)
+	redistest.Eventually(t, 10*time.Second, func() bool {
+		return strings.Contains(logs.String(), "another replica holds the lock, waiting")
+	}, "waiter did not log its wait")
+	close(release)
+	if out := wait(t, hd); out.err != nil {
+		t.Fatal(out.err)
+	}
+	if out := wait(t, wd); out.err != nil || out.res.Outcome != "waited" {
+		t.Fatalf("waiter = %+v, %v", out.res, out.err)
+	}
+	var line map[string]any
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "another replica holds the lock, waiting") {
+			_ = json.Unmarshal([]byte(l), &line)
+		}
+	}
+	if line["holder"] != "pod-a" || line["task"] != "2/2 catalog-schema" || line["held_for"] == nil || line["waited"] == nil {
+		t.Errorf("wait log line = %v, want holder pod-a, task 2/2 catalog-schema, held_for, waited", line)
+	}
+}
+
+func TestOnlyOneOfManyConcurrentRunnersRunsTheTasks(t *testing.T) {
+	h := newHarness(t)
+	var c counter
+	specs := []tasks.Spec{c.task("migrate", nil)}
+	var outs []<-chan runResult
+	for range 8 {
+		r, _ := h.runner(specs)
+		outs = append(outs, start(context.Background(), r))
+	}
+	recorded := 0
+	for _, o := range outs {
+		out := wait(t, o)
+		if out.err != nil {
+			t.Fatalf("a replica failed: %v", out.err)
+		}
+		if out.res.Outcome == "recorded" {
+			recorded++
+		}
+	}
+	if c.get("migrate") != 1 || recorded != 1 {
+		t.Errorf("task ran %d times and %d replicas recorded, want 1 and 1", c.get("migrate"), recorded)
+	}
+	if n := len(h.history()); n != 1 {
+		t.Errorf("history has %d entries, want 1", n)
+	}
+}

@@ -1,0 +1,226 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
+	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
+)
+
+// blocking returns a task that signals when it starts and runs until ctx is done.
+func blocking(started chan<- struct{}) funcTask {
+	return func(ctx context.Context, _ tasks.Env) error {
+		close(started)
+		<-ctx.Done()
+		return context.Cause(ctx)
+	}
+}
+
+func TestLockOverwrittenWhileRunningStopsTheHolderAndRecordsNothing(t *testing.T) {
+	h := newHarness(t)
+	started := make(chan struct{})
+	r, _ := h.runner([]tasks.Spec{spec("long", blocking(started))})
+	done := start(context.Background(), r)
+	<-started
+	if err := h.rdb.Set(context.Background(), h.keys.Lock, "someone-else", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	out := wait(t, done)
+	if !errors.Is(out.err, lock.ErrLost) {
+		t.Fatalf("err = %v, want lock lost", out.err)
+	}
+	if h.exists(h.keys.Version) {
+		t.Error("a holder that lost its lock recorded the version")
+	}
+	if len(h.history()) != 0 {
+		t.Error("a holder that lost its lock wrote history")
+	}
+	if h.get(h.keys.Lock) != "someone-else" {
+		t.Error("the new holder's lock was touched")
+	}
+}
+
+func TestCancelledRunReleasesTheLockAndRecordsNothing(t *testing.T) {
+	h := newHarness(t)
+	started := make(chan struct{})
+	r, _ := h.runner([]tasks.Spec{spec("long", blocking(started))})
+	ctx, cancel := context.WithCancelCause(context.Background())
+	interrupted := errors.New("interrupted by terminated")
+	done := start(ctx, r)
+	<-started
+	cancel(interrupted)
+	out := wait(t, done)
+	if !errors.Is(out.err, interrupted) {
+		t.Fatalf("err = %v, want the cancellation cause", out.err)
+	}
+	if h.exists(h.keys.Lock) || h.exists(h.keys.Version) || len(h.history()) != 0 {
+		t.Error("an interrupted run left its lock, recorded, or wrote history")
+	}
+}
+
+func TestRedisDownWhileHoldingStopsTheHolderWithLockLost(t *testing.T) {
+	h := newHarness(t)
+	started := make(chan struct{})
+	r, _ := h.runner([]tasks.Spec{spec("long", blocking(started))})
+	done := start(context.Background(), r)
+	<-started
+	h.srv.Kill()
+	out := wait(t, done)
+	if !errors.Is(out.err, lock.ErrLost) {
+		t.Fatalf("err = %v, want lock lost", out.err)
+	}
+}
+
+func TestFailedVersionIsNotRetriedWithinTheCooldown(t *testing.T) {
+	h := newHarness(t)
+	var c counter
+	bad := []tasks.Spec{c.task("migrate", errors.New("boom"))}
+	r1, _ := h.runner(bad, "MAINTENANCE_FAILURE_COOLDOWN", "1h")
+	if _, err := r1.Run(context.Background()); !errors.Is(err, ErrTaskFailed) {
+		t.Fatalf("first attempt: %v", err)
+	}
+	r2, _ := h.runner(bad, "MAINTENANCE_FAILURE_COOLDOWN", "1h")
+	_, err := r2.Run(context.Background())
+	if !errors.Is(err, ErrTaskFailed) || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("second attempt: %v, want the earlier failure", err)
+	}
+	if c.get("migrate") != 1 {
+		t.Errorf("task ran %d times within the cooldown, want 1", c.get("migrate"))
+	}
+	if h.exists(h.keys.Lock) {
+		t.Error("lock left behind by the cooldown refusal")
+	}
+
+	// The cooldown is per version: another version runs.
+	r3, _ := h.runner(bad, "MAINTENANCE_FAILURE_COOLDOWN", "1h", "PEERDB_DEPLOYMENT_VERSION", "1.2.0")
+	_, _ = r3.Run(context.Background())
+	if c.get("migrate") != 2 {
+		t.Errorf("a failure of 1.1.0 blocked 1.2.0")
+	}
+
+	// Once the cooldown has passed, the next attempt retries.
+	r4, _ := h.runner(bad, "MAINTENANCE_FAILURE_COOLDOWN", "1ns")
+	_, _ = r4.Run(context.Background())
+	if c.get("migrate") != 3 {
+		t.Errorf("the attempt after the cooldown did not retry")
+	}
+}
+
+func TestRetryResumesAfterTheLastFinishedTask(t *testing.T) {
+	h := newHarness(t)
+	var c counter
+	failing := true
+	flaky := spec("second", func(context.Context, tasks.Env) error {
+		c.task("second", nil).Task.Run(context.Background(), tasks.Env{})
+		if failing {
+			return errors.New("transient")
+		}
+		return nil
+	})
+	specs := []tasks.Spec{c.task("first", nil), flaky, c.task("third", nil)}
+	r1, _ := h.runner(specs)
+	if _, err := r1.Run(context.Background()); !errors.Is(err, ErrTaskFailed) {
+		t.Fatalf("first attempt: %v", err)
+	}
+	if done := h.rdb.HGetAll(context.Background(), h.keys.Progress).Val(); done["version"] != "1.1.0" || done["done:first"] == "" || done["done:second"] != "" {
+		t.Fatalf("progress after the failure = %v", done)
+	}
+	failing = false
+	r2, logs := h.runner(specs)
+	if _, err := r2.Run(context.Background()); err != nil {
+		t.Fatalf("second attempt: %v", err)
+	}
+	if c.get("first") != 1 || c.get("second") != 2 || c.get("third") != 1 {
+		t.Errorf("runs first=%d second=%d third=%d, want 1 2 1", c.get("first"), c.get("second"), c.get("third"))
+	}
+	if !strings.Contains(logs.String(), "task already done in an earlier attempt") {
+		t.Error("resume not logged")
+	}
+	if h.exists(h.keys.Progress) {
+		t.Error("progress not cleared by the record")
+	}
+	if hist := h.history(); len(hist) != 2 || hist[0].FencingToken <= hist[1].FencingToken {
+		t.Errorf("history = %+v, want two entries with increasing fencing tokens", hist)
+	}
+}
+
+func TestProgressOfAnotherVersionIsNotResumed(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	h.rdb.HSet(ctx, h.keys.Progress, "version", "1.0.5", "done:migrate", `{}`)
+	var c counter
+	r, _ := h.runner([]tasks.Spec{c.task("migrate", nil)})
+	if _, err := r.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.get("migrate") != 1 {
+		t.Error("a task finished for another version was skipped")
+	}
+}
+
+func TestTaskTimeoutIsATaskFailure(t *testing.T) {
+	h := newHarness(t)
+	s := spec("slow", func(ctx context.Context, _ tasks.Env) error { <-ctx.Done(); return context.Cause(ctx) })
+	s.Timeout = 100 * time.Millisecond
+	r, _ := h.runner([]tasks.Spec{s})
+	_, err := r.Run(context.Background())
+	var te *TaskError
+	if !errors.As(err, &te) || !strings.Contains(err.Error(), "timed out after 100ms") {
+		t.Fatalf("err = %v, want a task failure saying it timed out", err)
+	}
+}
+
+func TestWrongPasswordFailsAtOnceAsAuthError(t *testing.T) {
+	srv := redistest.Start(t, "--requirepass", "right-password")
+	h := newHarness(t)
+	r, _ := h.runner(nil, "REDIS_URL", "redis://:wrong-password@"+srv.Addr+"/0", "MAINTENANCE_CONNECT_TIMEOUT", "1m")
+	began := time.Now()
+	_, err := r.Run(context.Background())
+	if !errors.Is(err, ErrAuth) {
+		t.Fatalf("err = %v, want an authentication error", err)
+	}
+	if time.Since(began) > 30*time.Second {
+		t.Error("authentication failure was retried until the connect timeout")
+	}
+	if strings.Contains(err.Error(), "wrong-password") {
+		t.Error("the password is in the error")
+	}
+}
+
+func TestUnreachableRedisTimesOut(t *testing.T) {
+	h := newHarness(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	r, logs := h.runner(nil, "REDIS_URL", "redis://127.0.0.1:"+strconv.Itoa(port)+"/0", "MAINTENANCE_CONNECT_TIMEOUT", "1s")
+	_, err = r.Run(context.Background())
+	if !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("err = %v, want Redis unreachable", err)
+	}
+	if !strings.Contains(logs.String(), "Redis not reachable yet, retrying") {
+		t.Error("retries not logged")
+	}
+}
+
+func TestRedisStartingLateIsWaitedFor(t *testing.T) {
+	h := newHarness(t)
+	port := h.srv.Port
+	h.srv.Kill()
+	r, _ := h.runner(nil, "MAINTENANCE_CONNECT_TIMEOUT", "30s")
+	done := start(context.Background(), r)
+	_ = port
+	h.srv.Restart()
+	if out := wait(t, done); out.err != nil {
+		t.Fatalf("run: %v", out.err)
+	}
+}
