@@ -100,7 +100,11 @@ func Load(getenv func(string) string) (*Config, error) {
 	if err != nil {
 		problems = envProblems(err, environ)
 	}
-	problems = append(problems, cfg.validate(environ)...)
+	unparsed := map[string]bool{}
+	for _, p := range problems {
+		unparsed[p.Var] = true
+	}
+	problems = append(problems, cfg.validate(environ, unparsed)...)
 	if len(problems) > 0 {
 		return nil, &Error{Problems: problems}
 	}
@@ -114,8 +118,9 @@ func Load(getenv func(string) string) (*Config, error) {
 	return &cfg, nil
 }
 
-// validate checks what the env tags cannot. Variables that failed to parse are not checked again.
-func (c *Config) validate(environ map[string]string) []Problem {
+// validate checks what the env tags cannot. Variables that failed to parse (unparsed) hold their
+// zero value and are not checked again: one problem per variable.
+func (c *Config) validate(environ map[string]string, unparsed map[string]bool) []Problem {
 	var ps []Problem
 	add := func(v, format string, args ...any) {
 		ps = append(ps, Problem{Var: v, Problem: fmt.Sprintf(format, args...)})
@@ -129,12 +134,17 @@ func (c *Config) validate(environ map[string]string) []Problem {
 	if !prefixRe.MatchString(c.KeyPrefix) {
 		add("MAINTENANCE_KEY_PREFIX", "%q must be 1 to 128 characters without spaces or braces", c.KeyPrefix)
 	}
-	if c.LockTTL != 0 && c.LockTTL < MinLockTTL {
+	// Unset durations hold their (valid) defaults, so only set ones can fail here. A zero TTL would
+	// make the keeper's ticker panic.
+	if !unparsed["MAINTENANCE_LOCK_TTL"] && c.LockTTL < MinLockTTL {
 		add("MAINTENANCE_LOCK_TTL", "%s is shorter than the minimum %s", c.LockTTL, MinLockTTL)
 	}
-	for v, d := range map[string]time.Duration{"MAINTENANCE_WAIT_TIMEOUT": c.WaitTimeout, "MAINTENANCE_CONNECT_TIMEOUT": c.ConnectTimeout} {
-		if _, set := environ[v]; set && d <= 0 {
-			add(v, "%s must be positive", d)
+	for _, t := range []struct {
+		v string
+		d time.Duration
+	}{{"MAINTENANCE_WAIT_TIMEOUT", c.WaitTimeout}, {"MAINTENANCE_CONNECT_TIMEOUT", c.ConnectTimeout}} {
+		if !unparsed[t.v] && t.d <= 0 {
+			add(t.v, "%s must be positive", t.d)
 		}
 	}
 	if c.FailureCooldown < 0 {
