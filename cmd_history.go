@@ -16,14 +16,14 @@ func cmdHistory(ctx context.Context, args []string, getenv func(string) string, 
 	if *n <= 0 {
 		return &usageError{msg: "history: -n must be positive"}
 	}
-	r, err := inspect(ctx, getenv, stderr)
+	r, log, err := inspect(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
 	entries, err := r.History(ctx, *n)
 	if err != nil {
-		return err
+		return fail(log, "cannot read history", err)
 	}
 	if *asJSON {
 		return writeJSON(stdout, entries)

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"text/tabwriter"
 	"time"
 
@@ -13,18 +14,18 @@ import (
 )
 
 // inspect opens a runner for a read-only command and connects to Redis.
-func inspect(ctx context.Context, getenv func(string) string, stderr io.Writer) (*runner.Runner, error) {
+func inspect(ctx context.Context, getenv func(string) string, stderr io.Writer) (*runner.Runner, *slog.Logger, error) {
 	cfg, err := loadConfig(getenv, true)
 	if err != nil {
-		return nil, fail(earlyLogger(getenv, stderr), "invalid configuration", err)
+		return nil, nil, fail(earlyLogger(getenv, stderr), "invalid configuration", err)
 	}
 	log := newLogger(cfg.LogFormat, cfg.LogLevel, stderr).With("gate", cfg.Name)
 	r := runner.New(cfg, runner.Options{Logger: log, Getenv: getenv})
 	if err := r.Connect(ctx); err != nil {
 		r.Close()
-		return nil, fail(log, "cannot reach Redis", err)
+		return nil, nil, fail(log, "cannot reach Redis", err)
 	}
-	return r, nil
+	return r, log, nil
 }
 
 func cmdStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -34,14 +35,14 @@ func cmdStatus(ctx context.Context, args []string, getenv func(string) string, s
 	if done, err := parseFlags(fs, args, "status [--json] [-n N]", stdout); done || err != nil {
 		return err
 	}
-	r, err := inspect(ctx, getenv, stderr)
+	r, log, err := inspect(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
 	st, err := r.Status(ctx, *n)
 	if err != nil {
-		return err
+		return fail(log, "cannot read the gate's state", err)
 	}
 	if *asJSON {
 		return writeJSON(stdout, st)

@@ -13,14 +13,14 @@ func cmdUnlock(ctx context.Context, args []string, getenv func(string) string, s
 	if done, err := parseFlags(fs, args, "unlock", stdout); done || err != nil {
 		return err
 	}
-	r, err := inspect(ctx, getenv, stderr)
+	r, log, err := inspect(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
 	h, err := r.Unlock(ctx)
 	if err != nil {
-		return err
+		return fail(log, "cannot release the lock", err)
 	}
 	if h == nil {
 		_, err = fmt.Fprintf(stdout, "lock %s was free: nothing removed\n", r.Keys().Lock)

@@ -42,7 +42,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return nil
 		}
 	}
-	return commands[name].run(ctx, rest, getenv, stdout, stderr)
+	err := commands[name].run(ctx, rest, getenv, stdout, stderr)
+	// Commands log their own failures; a bad command line has no logger yet.
+	var ue *usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "peerdb-maintenance: %s\n", ue.msg)
+	}
+	return err
 }
 
 // SignalError is the cause of a run cancelled by SIGINT or SIGTERM.
