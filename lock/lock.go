@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bsm/redislock"
@@ -57,6 +58,8 @@ func (l *Locker) Obtain(ctx context.Context, h Holder) (*Lock, error) {
 	// An explicit deadline: without one redislock caps its work at the TTL on its own.
 	ctx, cancel := context.WithTimeout(ctx, l.ttl)
 	defer cancel()
+	// The TTL runs from when Redis sets the key, which is after this: the keeper counts from here.
+	start := time.Now()
 	lk, err := l.rl.Obtain(ctx, l.key, l.ttl, &redislock.Options{Metadata: string(meta), RetryStrategy: redislock.NoRetry()})
 	switch {
 	case errors.Is(err, redislock.ErrNotObtained):
@@ -64,7 +67,7 @@ func (l *Locker) Obtain(ctx context.Context, h Holder) (*Lock, error) {
 	case err != nil:
 		return nil, fmt.Errorf("lock: obtain: %w", err)
 	}
-	return &Lock{locker: l, lk: lk, Holder: h}, nil
+	return &Lock{locker: l, lk: lk, Holder: h, obtained: start}, nil
 }
 
 // Read returns the current holder and the lock's remaining TTL; nil when nobody holds it.
@@ -114,6 +117,8 @@ type Lock struct {
 	lk     *redislock.Lock
 	// Holder is the metadata written with the lock.
 	Holder Holder
+	// obtained is when Obtain began: the lock is ours until TTL after it, unless refreshed.
+	obtained time.Time
 }
 
 // Key returns the lock's Redis key.
@@ -145,57 +150,77 @@ func (lk *Lock) Release(ctx context.Context) error {
 }
 
 // Keep starts the keeper: it refreshes the lock every TTL/3 until stop is called. When a refresh
-// finds the lock gone or taken by another holder, or refreshes have failed for a whole TTL, the
+// finds the lock gone or taken by another holder, or no refresh has succeeded for most of a TTL, the
 // returned context is cancelled with a cause wrapping ErrLost. Failed refreshes cancel the run before
-// the lock can expire, not after: a holder never runs on past its TTL.
+// the lock can expire, not after: a holder never runs on past its TTL. The TTL is counted from Obtain
+// (or the last refresh that worked), not from the call to Keep. stop may be called more than once.
 func (lk *Lock) Keep(ctx context.Context, log *slog.Logger) (context.Context, func()) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	stopped := make(chan struct{})
 	done := make(chan struct{})
 	ttl := lk.locker.ttl
+	interval := ttl / 3
+	// The keeper gives up this long before the lock could expire, so that the run is cancelled
+	// while the lock is still ours even when the cancellation itself takes a moment.
+	margin := ttl / 6
 	go func() {
 		defer close(done)
-		tick := time.NewTicker(ttl / 3)
-		defer tick.Stop()
-		// The lock is ours until expiry at the latest: TTL after the start of the last refresh that worked.
-		expiry := time.Now().Add(ttl)
+		// last is the start of the last refresh that worked (or of Obtain): the lock is ours until
+		// TTL after it at the latest.
+		last := lk.obtained
+		var lastErr error
+		timer := time.NewTimer(time.Until(last.Add(interval)))
+		defer timer.Stop()
 		for {
 			select {
 			case <-stopped:
 				return
 			case <-ctx.Done():
 				return
-			case <-tick.C:
+			case <-timer.C:
 			}
+			giveUp := last.Add(ttl - margin)
 			start := time.Now()
-			deadline := start.Add(ttl / 3)
-			if expiry.Before(deadline) {
-				deadline = expiry
+			if !start.Before(giveUp) {
+				cancel(fmt.Errorf("%w: no refresh succeeded within the lock's TTL (%s): %v", ErrLost, ttl, lastErr))
+				return
 			}
-			rctx, rcancel := context.WithDeadline(ctx, deadline)
+			rctx, rcancel := context.WithDeadline(ctx, earlier(start.Add(interval), giveUp))
 			err := lk.lk.Refresh(rctx, ttl, nil)
 			rcancel()
 			switch {
 			case err == nil:
-				expiry = start.Add(ttl)
+				last, lastErr = start, nil
+				timer.Reset(time.Until(start.Add(interval)))
 			case errors.Is(err, redislock.ErrNotObtained):
 				cancel(fmt.Errorf("%w: the lock key no longer holds our value (expired, or taken by another holder)", ErrLost))
 				return
 			case ctx.Err() != nil:
 				return
 			default:
-				log.Warn("lock refresh failed", "err", err, "expires_in_ms", time.Until(expiry).Milliseconds())
-				// Stop before the lock can expire under us: the next refresh would come too late.
-				if time.Now().Add(ttl / 3).After(expiry) {
-					cancel(fmt.Errorf("%w: refreshes failed until the lock's TTL ran out: %v", ErrLost, err))
-					return
-				}
+				lastErr = err
+				log.Warn("lock refresh failed", "err", err, "expires_in_ms", time.Until(last.Add(ttl)).Milliseconds())
+				// Try again sooner than usual, but give up in time: never later than giveUp.
+				timer.Reset(time.Until(earlier(start.Add(interval/2), giveUp)))
 			}
 		}
 	}()
+	var once sync.Once
 	return ctx, func() {
-		close(stopped)
-		<-done
-		cancel(nil)
+		once.Do(func() {
+			close(stopped)
+			<-done
+			cancel(nil)
+		})
 	}
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
