@@ -16,3 +16,11 @@ if ((${#need_apt[@]})); then
     exit 1
   fi
 fi
+
+# helm, for the chart tests (internal/packaging): built with go into $(go env GOPATH)/bin, which the
+# Makefile puts on PATH. Takes a minute or two the first time.
+gobin="$(go env GOPATH | cut -d: -f1)/bin"
+if ! command -v helm >/dev/null 2>&1 && [[ ! -x "$gobin/helm" ]]; then
+  echo "installing helm v3.22.0 with go install" >&2
+  go install helm.sh/helm/v3/cmd/helm@v3.22.0
+fi
