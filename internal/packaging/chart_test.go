@@ -113,8 +113,12 @@ func TestChartRendersEachValuesFile(t *testing.T) {
 		},
 	}, {
 		file:     "tls.yaml",
-		external: map[string]bool{"redis-tls": true},
-		status:   statusGate(keyRef{ownRedis, redisURLKey}),
+		external: map[string]bool{"redis-tls": true, "peerdb-migrations": true},
+		status: func() gateWant {
+			w := statusGate(keyRef{ownRedis, redisURLKey})
+			w.extraEnv = []string{"PEERDB_CATALOG_PASSWORD"}
+			return w
+		}(),
 		check: func(t *testing.T, r rendered, status gateRun) {
 			for k, file := range map[string]string{"REDIS_CA_FILE": "ca.crt", "REDIS_CERT_FILE": "tls.crt", "REDIS_KEY_FILE": "tls.key"} {
 				if status.env[k] != tlsMountPath+file {
@@ -124,6 +128,9 @@ func TestChartRendersEachValuesFile(t *testing.T) {
 			pod := r.get(t, "Pod", testPodName).pod()
 			if v := pod.volume("peerdb-maintenance-redis-tls"); v == nil || v.Secret == nil || v.Secret.SecretName != "redis-tls" {
 				t.Errorf("the test pod does not mount the Secret redis-tls: %+v", pod.Volumes)
+			}
+			if v := pod.volume("migrations"); v == nil || v.ConfigMap == nil || v.ConfigMap.Name != "peerdb-migrations" {
+				t.Errorf("the test pod lacks extraVolumes (migrations): %+v", pod.Volumes)
 			}
 		},
 	}}

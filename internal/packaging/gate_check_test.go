@@ -19,6 +19,7 @@ type gateWant struct {
 	force     bool   // MAINTENANCE_FORCE=true (hook Jobs only)
 	tasksFile string // MAINTENANCE_TASKS_FILE; empty: none
 	args      []string
+	extraEnv  []string // variables the user adds for the tasks (extraEnv)
 }
 
 // gateRun is a rendered gate container as the binary sees it: its environment (secret references
@@ -40,7 +41,7 @@ func checkGateContainer(t *testing.T, r rendered, pod *podSpec, c *container, wa
 	run := gateRun{env: map[string]string{}}
 	known := knownVariables()
 	for _, e := range c.Env {
-		if !known[e.Name] {
+		if !known[e.Name] && !slices.Contains(want.extraEnv, e.Name) {
 			t.Errorf("%s sets %s, which the binary does not read", c.Name, e.Name)
 		}
 		if _, dup := run.env[e.Name]; dup {
@@ -90,7 +91,7 @@ func checkGateContainer(t *testing.T, r rendered, pod *podSpec, c *container, wa
 			t.Errorf("%s mounts %s writable", c.Name, m.MountPath)
 		case v == nil:
 			t.Errorf("%s mounts volume %s, which the pod does not have", c.Name, m.Name)
-		case v.ConfigMap != nil:
+		case v.ConfigMap != nil && !external[v.ConfigMap.Name]:
 			cm := r.get(t, "ConfigMap", v.ConfigMap.Name)
 			if want.tasksFile != "" && path.Dir(want.tasksFile) == m.MountPath {
 				content, ok := cm.Data[path.Base(want.tasksFile)]

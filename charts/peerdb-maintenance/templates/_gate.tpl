@@ -20,21 +20,27 @@ MAINTENANCE_FORCE is never set here: in an init container every replica would ru
 {{- end }}
 
 {{/*
-peerdb-maintenance.volume renders the pod volumes the init container mounts: the tasks ConfigMap and,
-when configured, the Redis TLS Secret. Call it with the same dict as the init container.
+peerdb-maintenance.volume renders the pod volumes the init container mounts: the tasks ConfigMap, the
+Redis TLS Secret when configured, and extraVolumes. Call it with the same dict as the init container.
 */}}
 {{- define "peerdb-maintenance.volume" -}}
 - name: peerdb-maintenance-tasks
   configMap:
     name: {{ .configMap | default (include "peerdb-maintenance.tasksConfigMapName" .) }}
-{{- include "peerdb-maintenance.tlsVolume" . }}
+{{- include "peerdb-maintenance.supportVolumes" . }}
 {{- end }}
 
-{{- define "peerdb-maintenance.tlsVolume" -}}
+{{/*
+The volumes besides the task file: the Redis TLS Secret and extraVolumes, from (dict "values").
+*/}}
+{{- define "peerdb-maintenance.supportVolumes" -}}
 {{- with .values.redis.tls.existingSecret }}
 - name: peerdb-maintenance-redis-tls
   secret:
     secretName: {{ . }}
+{{- end }}
+{{- with .values.extraVolumes }}
+{{ toYaml . }}
 {{- end }}
 {{- end }}
 
