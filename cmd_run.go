@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"io"
+	"os"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/runner"
 )
@@ -25,10 +26,29 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 		return fail(log, "invalid task list", err)
 	}
 	cfg.DryRun = cfg.DryRun || *dryRun
-	r := runner.New(cfg, runner.Options{Specs: specs, Logger: log, Getenv: getenv, Out: stdout})
+	r := runner.New(cfg, runner.Options{Specs: specs, Logger: log, Getenv: getenv, Out: stdout,
+		Pause: crashPointHook(getenv("MAINTENANCE_TEST_PAUSE_AT"), getenv("MAINTENANCE_TEST_PAUSE_FILE"))})
 	defer r.Close()
 	if _, err := r.Run(ctx); err != nil {
 		return fail(log, "maintenance gate failed", err)
 	}
 	return nil
+}
+
+// crashPointHook returns, for fault tests, a hook that stops the holder at one crash point: it creates
+// file and blocks until the run is cancelled, so that the test can SIGKILL the process exactly there.
+// Both variables are for tests only; unset, there is no hook.
+func crashPointHook(at, file string) func(context.Context, string) {
+	if at == "" || file == "" {
+		return nil
+	}
+	return func(ctx context.Context, point string) {
+		if point != at {
+			return
+		}
+		if f, err := os.Create(file); err == nil {
+			f.Close()
+		}
+		<-ctx.Done()
+	}
 }

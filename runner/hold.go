@@ -68,6 +68,7 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 		return Result{}, r.lostOr(runCtx, err)
 	}
 	log.Info("lock taken, running maintenance", "tasks", len(r.specs), "resumed", len(done))
+	r.crashPoint(runCtx, "before-tasks")
 	entry := Entry{Version: target, Previous: recorded, Holder: r.cfg.Holder, Pod: r.cfg.Pod, FencingToken: token, Started: lk.Holder.Started}
 	env := tasks.Env{FromVersion: recorded, ToVersion: target, FencingToken: token, Getenv: r.getenv, Redis: r.rdb, GateTag: r.keys.Tag}
 	for i, s := range r.specs {
@@ -84,6 +85,7 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 			return Result{}, &TaskError{Task: s.Name, Err: err}
 		}
 	}
+	r.crashPoint(runCtx, "before-record")
 	entry.Finished, entry.Outcome = time.Now().UTC(), OutcomeSucceeded
 	ok, err := record(runCtx, r.rdb, r.keys, lk, entry)
 	if err == nil && !ok {
@@ -94,6 +96,7 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 		return Result{}, r.lostOr(runCtx, err)
 	}
 	log.Info("maintenance done, version recorded", "duration_ms", time.Since(start).Milliseconds())
+	r.crashPoint(runCtx, "after-record")
 	return Result{Outcome: "recorded", Previous: recorded}, nil
 }
 

@@ -33,6 +33,7 @@ type Runner struct {
 	locker *lock.Locker
 	getenv func(string) string
 	out    io.Writer
+	pause  func(ctx context.Context, point string)
 
 	// afterFirstRead, when set, runs after the first read of the recorded version (tests only).
 	afterFirstRead func()
@@ -48,6 +49,9 @@ type Options struct {
 	Getenv func(string) string
 	// Out receives the dry-run plan.
 	Out io.Writer
+	// Pause, when set, is called at the holder's crash points ("before-tasks", "before-record",
+	// "after-record") so that fault tests can kill a holder exactly there.
+	Pause func(ctx context.Context, point string)
 }
 
 // New returns a Runner for a valid configuration. It opens no connection until used.
@@ -61,7 +65,7 @@ func New(cfg *config.Config, opt Options) *Runner {
 		opt.Out = io.Discard
 	}
 	return &Runner{
-		cfg: cfg, rdb: rdb, keys: k, specs: opt.Specs, log: opt.Logger, getenv: opt.Getenv, out: opt.Out,
+		cfg: cfg, rdb: rdb, keys: k, specs: opt.Specs, log: opt.Logger, getenv: opt.Getenv, out: opt.Out, pause: opt.Pause,
 		locker: lock.New(rdb, k.Lock, k.Fence, cfg.LockTTL),
 	}
 }
@@ -181,5 +185,12 @@ func (r *Runner) readVersion(ctx context.Context) (string, error) {
 			return "", context.Cause(ctx)
 		case <-time.After(sleep):
 		}
+	}
+}
+
+// crashPoint calls the Pause hook, if any, at a named point of the holder's run.
+func (r *Runner) crashPoint(ctx context.Context, point string) {
+	if r.pause != nil {
+		r.pause(ctx, point)
 	}
 }
