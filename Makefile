@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN     := bin/peerdb-maintenance
 export PATH := $(shell go env GOPATH)/bin:$(PATH)
 
-.PHONY: build run test lint clean
+.PHONY: build run test image chart-readme clean
 
 ## build: the static binary, exactly as the Dockerfile builds it
 build:
@@ -20,6 +20,16 @@ test:
 	scripts/test-deps.sh
 	go vet ./...
 	go test -race -count=1 -timeout 20m ./...
+
+IMAGE ?= peerdb-maintenance:$(VERSION)
+
+## image: the container image (needs a Docker engine with BuildKit)
+image:
+	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE) .
+
+## chart-readme: regenerate the chart's parameter table from the ## @param comments in values.yaml (needs npx)
+chart-readme:
+	npx --yes @bitnami/readme-generator-for-helm@2 --values charts/peerdb-maintenance/values.yaml --readme charts/peerdb-maintenance/README.md
 
 clean:
 	rm -rf bin
