@@ -37,6 +37,7 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 		notices   <-chan *redis.Message
 		waitStart time.Time
 		lastLog   time.Time
+		lastWarn  time.Time
 	)
 	defer func() {
 		if sub != nil {
@@ -61,7 +62,9 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 			return Result{}, r.waitTimeout(ctx, waitStart)
 		case redisconn.IsAuthError(err):
 			return Result{}, fmt.Errorf("%w: %v", ErrAuth, err)
-		case !errors.Is(err, lock.ErrNotObtained):
+		case !errors.Is(err, lock.ErrNotObtained) && time.Since(lastWarn) >= waitLogEvery:
+			// Redis restarting or unreachable while we wait: say so now and then, keep trying.
+			lastWarn = time.Now()
 			log.Warn("could not try the lock, will retry", "err", err)
 		}
 		if sub == nil {
