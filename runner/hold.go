@@ -36,7 +36,7 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 	target := r.cfg.Version
 	v, err := r.rdb.Get(ctx, r.keys.Version).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return Result{}, fmt.Errorf("double-check version: %w", err)
+		return Result{}, fmt.Errorf("%w: double-check version: %v", ErrUnreachable, err)
 	}
 	if v == target && !r.cfg.Force {
 		log.Info("version recorded by another replica meanwhile, releasing the lock")
@@ -57,7 +57,7 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 	}
 	token, err := lk.Fence(ctx)
 	if err != nil {
-		return Result{}, err
+		return Result{}, fmt.Errorf("%w: %v", ErrUnreachable, err)
 	}
 	log = log.With("holder", r.cfg.Holder, "fencing_token", token)
 	runCtx, stopKeeper := lk.Keep(ctx, log)
@@ -182,7 +182,7 @@ func (r *Runner) checkCooldown(ctx context.Context, log *slog.Logger) error {
 	}
 	msgs, err := r.rdb.XRevRangeN(ctx, r.keys.History, "+", "-", 50).Result()
 	if err != nil {
-		return fmt.Errorf("read history: %w", err)
+		return fmt.Errorf("%w: read history: %v", ErrUnreachable, err)
 	}
 	for _, m := range msgs {
 		e := entryFromStream(m)
