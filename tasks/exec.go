@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -24,9 +26,10 @@ const DefaultGracePeriod = 10 * time.Second
 // MAINTENANCE_FENCING_TOKEN. When cancelled, the whole group gets SIGTERM, then SIGKILL after
 // GracePeriod.
 type Exec struct {
-	Command     []string
-	Env         map[string]string
-	Dir         string
+	Command []string
+	Env     map[string]string
+	Dir     string
+	// GracePeriod is the time between SIGTERM and SIGKILL; zero means DefaultGracePeriod.
 	GracePeriod time.Duration
 }
 
@@ -51,8 +54,8 @@ func decodeExec(node *yaml.Node, _ LoadContext) (Task, error) {
 	t := &Exec{Command: f.Command, Env: f.Env, Dir: f.Dir, GracePeriod: DefaultGracePeriod}
 	if f.GracePeriod != "" {
 		d, err := time.ParseDuration(f.GracePeriod)
-		if err != nil || d < 0 {
-			errs = append(errs, Fieldf("grace_period", "%q is not a duration (Go syntax: 10s)", f.GracePeriod))
+		if err != nil || d <= 0 {
+			errs = append(errs, Fieldf("grace_period", "%q is not a positive duration (Go syntax: 10s)", f.GracePeriod))
 		}
 		t.GracePeriod = d
 	}
@@ -73,42 +76,115 @@ func (e *Exec) Run(ctx context.Context, env Env) error {
 		"MAINTENANCE_TO_VERSION="+env.ToVersion,
 		"MAINTENANCE_FENCING_TOKEN="+strconv.FormatInt(env.FencingToken, 10),
 	)
-	stdout := &lineLogger{log: env.Logger, stream: "stdout"}
-	stderr := &lineLogger{log: env.Logger, stream: "stderr"}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	// Close the output pipes soon after the command exits even if a background child keeps them open.
-	cmd.WaitDelay = 2 * time.Second
-	if err := cmd.Start(); err != nil {
+	// Our own pipes rather than io.Writers: cmd.Wait then returns when the command exits, not when
+	// every process that inherited its output (a background child) has closed it.
+	out, err := startOutput(cmd, env.Logger)
+	if err != nil {
 		return fmt.Errorf("start %s: %w", e.Command[0], err)
 	}
+	if err := cmd.Start(); err != nil {
+		out.abort()
+		return fmt.Errorf("start %s: %w", e.Command[0], err)
+	}
+	out.started()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	defer stdout.flush()
-	defer stderr.flush()
+	pgid := -cmd.Process.Pid
 
 	select {
 	case err := <-done:
 		// Whatever the command left running in its group goes with it.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = syscall.Kill(pgid, syscall.SIGKILL)
+		out.drain()
 		if err != nil {
 			return fmt.Errorf("%s: %w", e.Command[0], err)
 		}
 		return nil
 	case <-ctx.Done():
 	}
-	pgid := -cmd.Process.Pid
+	grace := e.GracePeriod
+	if grace <= 0 {
+		grace = DefaultGracePeriod
+	}
 	_ = syscall.Kill(pgid, syscall.SIGTERM)
-	grace := time.NewTimer(e.GracePeriod)
-	defer grace.Stop()
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
 	select {
 	case <-done:
-	case <-grace.C:
-		env.Logger.Warn("task did not stop after SIGTERM, sending SIGKILL", "grace_period", e.GracePeriod.String())
+	case <-timer.C:
+		env.Logger.Warn("task did not stop after SIGTERM, sending SIGKILL", "grace_period", grace.String())
 		_ = syscall.Kill(pgid, syscall.SIGKILL)
 		<-done
 	}
 	_ = syscall.Kill(pgid, syscall.SIGKILL)
+	out.drain()
 	return fmt.Errorf("%s stopped: %w", e.Command[0], context.Cause(ctx))
+}
+
+// drainWait bounds the wait for the output of processes that left the command's process group
+// (setsid) and so survive its SIGKILL.
+const drainWait = 2 * time.Second
+
+// output carries a command's stdout and stderr to line loggers through pipes of our own.
+type output struct {
+	readers []*os.File
+	writers []*os.File
+	loggers []*lineLogger
+	wg      sync.WaitGroup
+}
+
+func startOutput(cmd *exec.Cmd, log *slog.Logger) (*output, error) {
+	o := &output{}
+	for _, stream := range []string{"stdout", "stderr"} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			o.abort()
+			return nil, err
+		}
+		o.readers, o.writers = append(o.readers, r), append(o.writers, w)
+		o.loggers = append(o.loggers, &lineLogger{log: log, stream: stream})
+	}
+	cmd.Stdout, cmd.Stderr = o.writers[0], o.writers[1]
+	return o, nil
+}
+
+// started closes our copies of the write ends and starts logging.
+func (o *output) started() {
+	for _, w := range o.writers {
+		_ = w.Close()
+	}
+	for i, r := range o.readers {
+		o.wg.Add(1)
+		go func(r *os.File, l *lineLogger) {
+			defer o.wg.Done()
+			_, _ = io.Copy(l, r)
+		}(r, o.loggers[i])
+	}
+}
+
+// drain waits until every writer is gone (bounded by drainWait), then logs what is left.
+func (o *output) drain() {
+	finished := make(chan struct{})
+	go func() { o.wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(drainWait):
+		for _, r := range o.readers {
+			_ = r.Close() // unblocks the copies
+		}
+		<-finished
+	}
+	for i, r := range o.readers {
+		_ = r.Close()
+		o.loggers[i].flush()
+	}
+}
+
+// abort closes every pipe when the command did not start.
+func (o *output) abort() {
+	for _, f := range append(o.readers, o.writers...) {
+		_ = f.Close()
+	}
 }
 
 // maxLine is the longest output line logged as one record; longer lines are split.
@@ -127,19 +203,22 @@ func (l *lineLogger) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	l.buf = append(l.buf, p...)
 	for {
-		i := bytes.IndexByte(l.buf, '\n')
-		if i < 0 {
-			if len(l.buf) >= maxLine {
-				l.emit(l.buf[:maxLine])
-				l.buf = l.buf[maxLine:]
-				continue
+		switch i := bytes.IndexByte(l.buf, '\n'); {
+		case i >= 0 && i <= maxLine:
+			l.emit(l.buf[:i])
+			l.buf = l.buf[i+1:]
+		case len(l.buf) > maxLine:
+			// Split before a character that starts at or before maxLine, never inside one.
+			n := maxLine
+			for k := 0; k < utf8.UTFMax && n > 1 && !utf8.RuneStart(l.buf[n]); k++ {
+				n--
 			}
-			break
+			l.emit(l.buf[:n])
+			l.buf = l.buf[n:]
+		default:
+			return len(p), nil
 		}
-		l.emit(l.buf[:i])
-		l.buf = l.buf[i+1:]
 	}
-	return len(p), nil
 }
 
 func (l *lineLogger) flush() {
