@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs when it is missing: redis-server (Debian package, as root).
+# Installs what the test suite needs when it is missing: redis-server and postgresql (Debian packages,
+# as root).
 # Elsewhere it says exactly what to install and fails.
 set -euo pipefail
 
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# The sql task's tests start their own server with initdb and postgres (internal/pgtest), which Debian
+# keeps in /usr/lib/postgresql/<version>/bin, off PATH.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
