@@ -232,5 +232,12 @@ func yamlProblem(err error) string {
 	msg = yamlLineRe.ReplaceAllString(msg, "")
 	msg = yamlUnknownRe.ReplaceAllString(msg, "unknown field $1")
 	msg = yamlTypeRe.ReplaceAllString(msg, "$1 value $2 where $3 was expected")
-	return strings.Join(strings.Fields(msg), " ")
+	// Several problems come one per line: keep them apart.
+	var parts []string
+	for _, line := range strings.Split(msg, "\n") {
+		if line = strings.Join(strings.Fields(line), " "); line != "" {
+			parts = append(parts, line)
+		}
+	}
+	return strings.Join(parts, "; ")
 }

@@ -27,25 +27,40 @@ type whenFields struct {
 
 func decodeWhen(node *yaml.Node) (When, []*FieldError) {
 	var f whenFields
+	var errs []*FieldError
+	// An unknown field or a wrong type is reported, and the constraints are still checked, so that every
+	// problem is reported at once; only a when that is not a mapping stops here.
 	if err := DecodeStrict(node, &f); err != nil {
-		fe := err.(*FieldError)
-		fe.Field = "when"
-		return When{}, []*FieldError{fe}
+		errs = append(errs, &FieldError{Field: "when", Problem: problem(err)})
+		if node.Kind != yaml.MappingNode {
+			return When{}, errs
+		}
 	}
 	w := When{From: f.From, To: f.To, Install: f.Install}
-	var errs []*FieldError
 	var err error
 	if f.From != "" {
-		if w.from, err = semver.NewConstraint(f.From); err != nil {
+		if w.from, err = constraint(f.From); err != nil {
 			errs = append(errs, &FieldError{Field: "when.from", Problem: fmt.Sprintf("%q is not a semver constraint: %v", f.From, err)})
 		}
 	}
 	if f.To != "" {
-		if w.to, err = semver.NewConstraint(f.To); err != nil {
+		if w.to, err = constraint(f.To); err != nil {
 			errs = append(errs, &FieldError{Field: "when.to", Problem: fmt.Sprintf("%q is not a semver constraint: %v", f.To, err)})
 		}
 	}
 	return w, errs
+}
+
+// constraint parses a semver constraint that also admits pre-releases: semver orders 0.30.0-rc.1 below
+// 0.30.0, so an upgrade from it must run a task gated on from "<0.30.0". (By default the semver library
+// leaves pre-releases out of every range that does not name one.)
+func constraint(s string) (*semver.Constraints, error) {
+	c, err := semver.NewConstraint(s)
+	if err != nil {
+		return nil, err
+	}
+	c.IncludePrerelease = true
+	return c, nil
 }
 
 // IsZero reports whether the task runs on every upgrade.
