@@ -360,14 +360,16 @@ func (b backoff) delay(n int) time.Duration {
 // retry calls attempt until it succeeds, fails for good (again false), or ctx is done. It returns the
 // number of attempts. When ctx ends the retries, the error carries ctx's cause and the last failure.
 func (b backoff) retry(ctx context.Context, log *slog.Logger, attempt func() (again bool, err error)) (int, error) {
-	var last error // the last failure that was not the context's own
+	var last error // the last failure not caused by ctx
 	for n := 1; ; n++ {
 		again, err := attempt()
 		if err == nil {
 			return n, nil
 		}
-		if ctx.Err() != nil {
-			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		if expired(ctx) {
+			// This attempt was most likely cut short by ctx (some clients report that as an i/o
+			// timeout): the previous failure says more about why the task never got through.
+			if last == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				last = err
 			}
 			return n, stopped(ctx, n, last)
@@ -392,6 +394,20 @@ func stopped(ctx context.Context, n int, last error) error {
 		return fmt.Errorf("stopped after %d attempt(s): %w", n, cause)
 	}
 	return fmt.Errorf("stopped after %d attempt(s): %w; last attempt: %v", n, cause, last)
+}
+
+// expired reports whether ctx is done. A socket deadline taken from ctx can fire a moment before ctx
+// itself is marked done: once the deadline has passed, expired waits for ctx to catch up, so that
+// context.Cause(ctx) is set when it returns true.
+func expired(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		<-ctx.Done()
+		return true
+	}
+	return false
 }
 
 // sleep waits for d or until ctx is done, whichever comes first.

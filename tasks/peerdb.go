@@ -147,7 +147,7 @@ func (p *PeerDB) maintenance(ctx context.Context, env Env, status, waitingFor st
 	}); err != nil {
 		return err
 	}
-	env.Logger.Info("peerdb maintenance requested", "status", status)
+	env.Logger.Info("peerdb maintenance requested", "request", status)
 	return p.poll(ctx, env, waitingFor, func() (bool, string, error) {
 		var s maintenanceStatus
 		if err := p.call(ctx, env, http.MethodGet, "/v1/instance/maintenance/status", nil, &s); err != nil {
@@ -168,7 +168,7 @@ func (p *PeerDB) poll(ctx context.Context, env Env, waitingFor string, step func
 			return nil
 		}
 		if err != nil {
-			if ctx.Err() != nil {
+			if expired(ctx) {
 				break
 			}
 			if !transient(err) {

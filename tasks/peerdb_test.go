@@ -162,7 +162,7 @@ func TestPeerDBTimeoutWhileWaitingReportsTheLastPhaseSeen(t *testing.T) {
 	api.Do(func(s *flowapitest.Server) { s.WorkflowPolls = 1 << 30 }) // the start workflow never finishes
 	p := loadPeerDB(t, `{action: maintenance-start, url: "`+api.URL+`", poll_interval: 5ms}`, nil)
 	env, _ := runEnv(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	err := p.Run(ctx, env)
 	if !errors.Is(err, context.DeadlineExceeded) {

@@ -74,7 +74,7 @@ func (r *Redis) Run(ctx context.Context, env Env) error {
 		start := time.Now()
 		n, err := r.unlink(ctx, env.Redis, p, env.GateTag)
 		if err != nil {
-			if ctx.Err() != nil {
+			if expired(ctx) {
 				return fmt.Errorf("unlink %q stopped after %d keys: %w", p, n, context.Cause(ctx))
 			}
 			return fmt.Errorf("unlink %q (%d keys removed before the error): %w", p, n, err)

@@ -181,7 +181,7 @@ func (s *SQL) Run(ctx context.Context, env Env) error {
 	for i, sc := range s.scripts {
 		label := fmt.Sprintf("statement %d of %d (%s)", i+1, len(s.scripts), sc.source)
 		if _, err := conn.Exec(ctx, sc.text).ReadAll(); err != nil {
-			if ctx.Err() != nil {
+			if expired(ctx) {
 				return s.interrupted(ctx, label, err)
 			}
 			return fmt.Errorf("%s failed, transaction rolled back: %s", label, statementProblem(sc.text, err))
@@ -199,7 +199,7 @@ func (s *SQL) Run(ctx context.Context, env Env) error {
 }
 
 func (s *SQL) interrupted(ctx context.Context, what string, err error) error {
-	if ctx.Err() != nil {
+	if expired(ctx) {
 		return fmt.Errorf("%s stopped, transaction rolled back: %w", what, context.Cause(ctx))
 	}
 	return fmt.Errorf("%s: %w", what, err)
