@@ -145,6 +145,10 @@ func (t *Target) tlsConfig(s Settings) (*tls.Config, error) {
 // apply sets the options every gate connection shares: RESP2 and no CLIENT SETINFO, so that a new
 // connection costs one HELLO round trip and nothing else; one dial per attempt, because the gate's
 // own connect loop does the waiting for a Redis that is not up yet.
+//
+// Pipelines run on the main pool (PipelinePoolSize -1): go-redis otherwise keeps a second pool for
+// them, so that the one pipeline a waiter sends (the lock holder and its TTL) costs a new connection,
+// its HELLO and 256 KiB of buffers.
 func (t *Target) apply(cfg *tls.Config) {
 	switch {
 	case t.standalone != nil:
@@ -152,16 +156,19 @@ func (t *Target) apply(cfg *tls.Config) {
 		t.standalone.Protocol = 2
 		t.standalone.DisableIdentity = true
 		t.standalone.DialerRetries = 1
+		t.standalone.PipelinePoolSize = -1
 	case t.failover != nil:
 		t.failover.TLSConfig = cfg
 		t.failover.Protocol = 2
 		t.failover.DisableIdentity = true
 		t.failover.DialerRetries = 1
+		t.failover.PipelinePoolSize = -1
 	case t.cluster != nil:
 		t.cluster.TLSConfig = cfg
 		t.cluster.Protocol = 2
 		t.cluster.DisableIdentity = true
 		t.cluster.DialerRetries = 1
+		t.cluster.PipelinePoolSize = -1
 	}
 }
 

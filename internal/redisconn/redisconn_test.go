@@ -247,3 +247,33 @@ func TestTLSWithClientCertificates(t *testing.T) {
 		t.Error("PING without a client certificate succeeded on a server that requires one")
 	}
 }
+
+func TestAPipelineUsesTheCommandConnection(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	admin := srv.Client()
+	target, err := redisconn.Parse(redisconn.Settings{URL: srv.URL(), Mode: "auto"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := target.NewClient()
+	defer c.Close()
+	// A waiter's reads: one command, then one pipeline (the lock holder and its TTL).
+	if err := c.Get(ctx, "k").Err(); err != nil && !errors.Is(err, redis.Nil) {
+		t.Fatal(err)
+	}
+	if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Get(ctx, "k")
+		p.PTTL(ctx, "k")
+		return nil
+	}); err != nil && !errors.Is(err, redis.Nil) {
+		t.Fatal(err)
+	}
+	info, err := admin.Info(ctx, "clients").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(info, "connected_clients:2\r\n") {
+		t.Errorf("want 2 connections (this test's and the gate client's one), INFO clients says:\n%s", info)
+	}
+}
