@@ -176,3 +176,15 @@ func TestStatusHistoryAndUnlock(t *testing.T) {
 		t.Errorf("unlock: exit %d, %q", code, out)
 	}
 }
+
+func TestRunDryRunFlagPrintsThePlanAndRecordsNothing(t *testing.T) {
+	srv := redistest.Start(t)
+	env := map[string]string{"REDIS_URL": srv.URL(), "PEERDB_DEPLOYMENT_VERSION": "1.0.0", "LOG_FORMAT": "text", "MAINTENANCE_TERMINATION_LOG": ""}
+	code, out, stderr := runIn(t, env, "run", "--dry-run", "--", "touch", filepath.Join(t.TempDir(), "ran"))
+	if code != 0 || !strings.Contains(out, "plan for (none: fresh install) -> 1.0.0") || !strings.Contains(out, "RUN") {
+		t.Fatalf("exit %d, stdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+	if getKey(t, srv, gateKeys.Version) != "" || getKey(t, srv, gateKeys.Lock) != "" {
+		t.Error("dry run recorded or took the lock")
+	}
+}

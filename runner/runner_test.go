@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -33,8 +34,8 @@ func TestFreshInstallRunsTasksInOrderAndRecords(t *testing.T) {
 	if strings.Join(order, ",") != "first,second,third" {
 		t.Errorf("order = %v", order)
 	}
-	if seen.FromVersion != "" || seen.ToVersion != "1.1.0" || seen.FencingToken != 1 {
-		t.Errorf("task env = from %q to %q token %d, want from \"\" to 1.1.0 token 1", seen.FromVersion, seen.ToVersion, seen.FencingToken)
+	if seen.FromVersion != "" || seen.ToVersion != "1.1.0" || seen.FencingToken <= 0 {
+		t.Errorf("task env = from %q to %q token %d, want from \"\" to 1.1.0 and a positive token", seen.FromVersion, seen.ToVersion, seen.FencingToken)
 	}
 	if got := h.get(h.keys.Version); got != "1.1.0" {
 		t.Errorf("recorded version = %q", got)
@@ -43,7 +44,7 @@ func TestFreshInstallRunsTasksInOrderAndRecords(t *testing.T) {
 		t.Error("lock or progress left behind after a successful run")
 	}
 	hist := h.history()
-	if len(hist) != 1 || hist[0].Outcome != OutcomeSucceeded || hist[0].Version != "1.1.0" || hist[0].Holder != "test-holder" || hist[0].FencingToken != 1 {
+	if len(hist) != 1 || hist[0].Outcome != OutcomeSucceeded || hist[0].Version != "1.1.0" || hist[0].Holder != "test-holder" || hist[0].FencingToken != seen.FencingToken {
 		t.Errorf("history = %+v", hist)
 	}
 }
@@ -255,5 +256,43 @@ func TestLockIsReleasedAfterATaskFails(t *testing.T) {
 	hist := h.history()
 	if len(hist) != 1 || hist[0].Outcome != OutcomeFailed || hist[0].Task != "bad" || hist[0].Error != "boom" {
 		t.Errorf("history = %+v", hist)
+	}
+}
+
+func TestDryRunPlanInJSONShowsDoneSkippedAndRun(t *testing.T) {
+	h := newHarness(t)
+	h.setVersion("1.0.0")
+	ctx := context.Background()
+	h.rdb.HSet(ctx, h.keys.Progress, "version", "1.1.0", "done:first", `{}`)
+	specs, err := tasks.Parse([]byte(`tasks:
+  - name: first
+    exec: {command: ["true"]}
+  - name: old-only
+    exec: {command: ["true"]}
+    when: {from: "<0.30.0"}
+  - name: third
+    exec: {command: ["true"]}
+`), "plan.yaml", tasks.LoadContext{Getenv: os.Getenv, GateTag: h.keys.Tag})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, out := h.runner(specs, "MAINTENANCE_DRY_RUN", "true", "LOG_FORMAT", "json")
+	if _, err := r.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	var plan Plan
+	if err := json.NewDecoder(strings.NewReader(text)).Decode(&plan); err != nil {
+		t.Fatalf("plan is not JSON: %v\n%s", err, text)
+	}
+	got := []string{}
+	for _, s := range plan.Steps {
+		got = append(got, s.Task+":"+s.Action)
+	}
+	if strings.Join(got, ",") != "first:done,old-only:skip,third:run" || plan.Previous != "1.0.0" || plan.Version != "1.1.0" {
+		t.Errorf("plan = %+v", plan)
+	}
+	if h.exists(h.keys.Lock) || h.exists(h.keys.Fence) || h.get(h.keys.Version) != "1.0.0" {
+		t.Error("dry run changed something")
 	}
 }
