@@ -15,7 +15,9 @@ import (
 // LockState is the lock as status shows it.
 type LockState struct {
 	lock.Holder
-	TTL time.Duration `json:"ttl_ns"`
+	TTL time.Duration `json:"-"`
+	// TTLMillis is TTL in milliseconds, for JSON readers.
+	TTLMillis int64 `json:"ttl_ms"`
 }
 
 // Status is the state of a gate: what `peerdb-maintenance status` prints.
@@ -47,7 +49,7 @@ func (r *Runner) Status(ctx context.Context, historyN int64) (*Status, error) {
 		return nil, err
 	}
 	if h != nil {
-		st.Lock = &LockState{Holder: *h, TTL: ttl}
+		st.Lock = &LockState{Holder: *h, TTL: ttl, TTLMillis: ttl.Milliseconds()}
 	}
 	p, err := r.rdb.HGetAll(ctx, r.keys.Progress).Result()
 	if err != nil {
