@@ -362,7 +362,7 @@ func TestExecDecodeErrorsNameTaskAndField(t *testing.T) {
 		{"command missing", `{env: {A: b}}`, "exec.command", "required"},
 		{"command empty", `{command: []}`, "exec.command", "required"},
 		{"program empty", `{command: [""]}`, "exec.command", "required"},
-		{"command misspelt", `{comand: [/bin/true]}`, "exec", "comand"},
+		{"command misspelt", `{comand: [/bin/true]}`, "exec.comand", "unknown field"},
 		{"grace period that is not a duration", `{command: [/bin/true], grace_period: soon}`, "exec.grace_period", "soon"},
 		{"negative grace period", `{command: [/bin/true], grace_period: -1s}`, "exec.grace_period", "-1s"},
 		{"zero grace period", `{command: [/bin/true], grace_period: 0s}`, "exec.grace_period", "0s"},

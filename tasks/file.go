@@ -36,18 +36,30 @@ var nameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$`)
 // commonFields are the fields every task may have besides its kind.
 var commonFields = map[string]bool{"name": true, "timeout": true, "when": true}
 
+// MaxFileSize bounds a task file. A task list is a few dozen lines (SQL belongs in sql.files); the
+// bound keeps a wrong path (a log, /dev/zero) from taking the gate's memory.
+const MaxFileSize = 1 << 20
+
 // LoadFile reads and validates a task file (YAML; JSON is YAML).
 func LoadFile(path string, lc LoadContext) ([]Spec, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &FileError{Source: path, Problems: []error{err}}
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, &FileError{Source: path, Problems: []error{err}}
 	}
 	return Parse(data, path, lc)
 }
 
-// Parse decodes and validates a task list.
+// Parse decodes and validates a task list. Every error is a *FileError.
 func Parse(data []byte, source string, lc LoadContext) ([]Spec, error) {
 	fail := func(errs ...error) ([]Spec, error) { return nil, &FileError{Source: source, Problems: errs} }
+	if len(data) > MaxFileSize {
+		return fail(fmt.Errorf("larger than %d KiB: a task list is a few dozen lines (SQL belongs in sql.files)", MaxFileSize>>10))
+	}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
@@ -56,7 +68,17 @@ func Parse(data []byte, source string, lc LoadContext) ([]Spec, error) {
 		}
 		return fail(fmt.Errorf("not valid YAML: %w", err))
 	}
-	root := &doc
+	// A second document would be silently ignored: refuse it, unless it is empty (a trailing "---").
+	var next yaml.Node
+	if err := dec.Decode(&next); err == nil && !isNull(&next) {
+		return fail(fmt.Errorf("line %d: more than one YAML document (---): put every task in one tasks list", next.Line))
+	} else if err != nil && !errors.Is(err, io.EOF) {
+		return fail(fmt.Errorf("not valid YAML: %w", err))
+	}
+	root, err := resolve(&doc)
+	if err != nil {
+		return fail(err)
+	}
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
@@ -67,17 +89,23 @@ func Parse(data []byte, source string, lc LoadContext) ([]Spec, error) {
 	var problems []error
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
-		if k.Value != "tasks" {
+		switch {
+		case k.Value != "tasks" || k.Kind != yaml.ScalarNode:
 			problems = append(problems, fmt.Errorf("line %d: unknown top-level field %q (expected tasks)", k.Line, k.Value))
-			continue
+		case list != nil:
+			problems = append(problems, fmt.Errorf("line %d: tasks defined twice (first at line %d)", k.Line, list.Line))
+		default:
+			list = v
 		}
-		list = v
 	}
 	if list == nil {
 		return fail(append(problems, errors.New("no tasks list"))...)
 	}
 	if list.Kind != yaml.SequenceNode {
 		return fail(append(problems, fmt.Errorf("line %d: tasks must be a list", list.Line))...)
+	}
+	if len(problems) > 0 {
+		return fail(problems...)
 	}
 	seen := map[string]int{}
 	specs := make([]Spec, 0, len(list.Content))
@@ -109,27 +137,45 @@ func decodeSpec(item *yaml.Node, n int, lc LoadContext) (Spec, []error) {
 	fields := map[string]*yaml.Node{}
 	var kindKeys []string
 	var errs []error
+	// Problems of the task's own keys are reported once its label (name) is known.
+	var keyProblems []func()
+	fe := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Task: label, Field: field, Problem: fmt.Sprintf(format, args...)})
+	}
 	for i := 0; i+1 < len(item.Content); i += 2 {
-		k := item.Content[i].Value
+		kn := item.Content[i]
+		k := kn.Value
+		switch _, dup := fields[k]; {
+		case kn.Kind != yaml.ScalarNode:
+			keyProblems = append(keyProblems, func() { fe("", "line %d: a field name must be a string", kn.Line) })
+			continue
+		case dup:
+			keyProblems = append(keyProblems, func() { fe(k, "line %d: defined twice", kn.Line) })
+			continue
+		}
 		fields[k] = item.Content[i+1]
 		if !commonFields[k] {
 			kindKeys = append(kindKeys, k)
 		}
 	}
-	fe := func(field, format string, args ...any) {
-		errs = append(errs, &FieldError{Task: label, Field: field, Problem: fmt.Sprintf(format, args...)})
-	}
-	if v, ok := fields["name"]; !ok || v.Value == "" {
+	if v, ok := fields["name"]; !ok || (v.Kind == yaml.ScalarNode && v.Value == "") {
 		fe("name", "required")
+	} else if v.Kind != yaml.ScalarNode {
+		fe("name", "line %d: must be a string", v.Line)
 	} else if !nameRe.MatchString(v.Value) {
 		fe("name", "%q must be 1 to 64 of a-z, 0-9 and -, starting and ending with a letter or digit", v.Value)
 	} else {
 		spec.Name = v.Value
 		label = v.Value
 	}
+	for _, p := range keyProblems {
+		p()
+	}
 	if v, ok := fields["timeout"]; ok {
 		d, err := time.ParseDuration(v.Value)
-		if err != nil || d <= 0 {
+		if v.Kind != yaml.ScalarNode {
+			fe("timeout", "line %d: must be a duration like 30s or 10m", v.Line)
+		} else if err != nil || d <= 0 {
 			fe("timeout", "%q is not a positive duration (Go syntax: 30s, 10m)", v.Value)
 		} else {
 			spec.Timeout = d
@@ -143,18 +189,24 @@ func decodeSpec(item *yaml.Node, n int, lc LoadContext) (Spec, []error) {
 			errs = append(errs, e)
 		}
 	}
-	switch len(kindKeys) {
-	case 0:
-		fe("", "no kind: expected one of %s", strings.Join(Kinds(), ", "))
-	case 1:
-		kind := kindKeys[0]
-		decode, ok := kinds[kind]
-		if !ok {
-			fe(kind, "unknown kind or field: expected one of %s", strings.Join(Kinds(), ", "))
-			break
+	var known []string
+	for _, k := range kindKeys {
+		if _, ok := kinds[k]; ok {
+			known = append(known, k)
+		} else {
+			fe(k, "unknown kind or field: expected one of %s (and name, timeout, when)", strings.Join(Kinds(), ", "))
 		}
+	}
+	for _, k := range known[min(1, len(known)):] {
+		fe(k, "a second kind (the task is already %s): a task has exactly one of %s", known[0], strings.Join(Kinds(), ", "))
+	}
+	switch {
+	case len(kindKeys) == 0:
+		fe("", "no kind: expected one of %s", strings.Join(Kinds(), ", "))
+	case len(known) == 1:
+		kind := known[0]
 		spec.Kind = kind
-		task, err := decode(fields[kind], lc)
+		task, err := kinds[kind](fields[kind], lc)
 		for _, e := range flatten(err) {
 			var f *FieldError
 			if errors.As(e, &f) {
@@ -167,8 +219,6 @@ func decodeSpec(item *yaml.Node, n int, lc LoadContext) (Spec, []error) {
 			}
 		}
 		spec.Task = task
-	default:
-		fe("", "more than one kind or unknown fields: %s (a task has exactly one of %s)", strings.Join(kindKeys, ", "), strings.Join(Kinds(), ", "))
 	}
 	return spec, errs
 }
@@ -196,48 +246,31 @@ func flatten(err error) []error {
 }
 
 // DecodeStrict decodes a kind's node into v, refusing fields v does not have. Kind decoders use it so
-// that a misspelt field is an error, not a silent default.
+// that a misspelt field is an error, not a silent default. The error joins one *FieldError per
+// problem, whose Field is the path of the field inside node ("comand", "headers.X.env"), so that the
+// loader reports "exec.comand".
 func DecodeStrict(node *yaml.Node, v any) error {
 	if node.Kind != yaml.MappingNode {
 		return Fieldf("", "line %d: expected a mapping", node.Line)
 	}
-	data, err := yaml.Marshal(node)
+	data, err := yaml.Marshal(blockStyle(node))
 	if err != nil {
-		return err
+		return Fieldf("", "%s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil {
-		return Fieldf("", "%s", yamlProblem(err))
+		return decodeProblems(err, data, v)
 	}
 	return nil
+}
+
+// isNull reports whether a decoded document is empty.
+func isNull(doc *yaml.Node) bool {
+	return len(doc.Content) == 0 || (len(doc.Content) == 1 && doc.Content[0].ShortTag() == "!!null")
 }
 
 // FromArgs turns the command after "--" into a one-task list: an exec task called "command".
 func FromArgs(args []string) []Spec {
 	return []Spec{{Name: "command", Kind: "exec", Timeout: DefaultTimeout, Task: &Exec{Command: args}}}
-}
-
-var (
-	yamlLineRe    = regexp.MustCompile(`line \d+: `)
-	yamlUnknownRe = regexp.MustCompile(`field (\S+) not found in type \S+`)
-	yamlTypeRe    = regexp.MustCompile(`cannot unmarshal !!(\w+) ` + "`" + `([^` + "`" + `]*)` + "`" + ` into (\S+)`)
-)
-
-// yamlProblem rewords a yaml decoding error in the task file's terms: the line numbers of the
-// re-encoded node and Go type names mean nothing to the reader.
-func yamlProblem(err error) string {
-	msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n")
-	msg = strings.TrimPrefix(msg, "yaml: ")
-	msg = yamlLineRe.ReplaceAllString(msg, "")
-	msg = yamlUnknownRe.ReplaceAllString(msg, "unknown field $1")
-	msg = yamlTypeRe.ReplaceAllString(msg, "$1 value $2 where $3 was expected")
-	// Several problems come one per line: keep them apart.
-	var parts []string
-	for _, line := range strings.Split(msg, "\n") {
-		if line = strings.Join(strings.Fields(line), " "); line != "" {
-			parts = append(parts, line)
-		}
-	}
-	return strings.Join(parts, "; ")
 }

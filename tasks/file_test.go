@@ -27,7 +27,7 @@ tasks:
 tasks:
   - name: hook
     http: {methd: POST, url: "ftp://example.com"}`,
-			[]string{"hook http", "hook http.url"}},
+			[]string{"hook http.methd", "hook http.url"}},
 		{"http header from an unset variable and a header that is neither string nor env", `
 tasks:
   - name: hook

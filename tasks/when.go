@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/Masterminds/semver/v3"
@@ -31,7 +32,13 @@ func decodeWhen(node *yaml.Node) (When, []*FieldError) {
 	// An unknown field or a wrong type is reported, and the constraints are still checked, so that every
 	// problem is reported at once; only a when that is not a mapping stops here.
 	if err := DecodeStrict(node, &f); err != nil {
-		errs = append(errs, &FieldError{Field: "when", Problem: problem(err)})
+		for _, e := range flatten(err) {
+			fe := &FieldError{Field: "when", Problem: e.Error()}
+			if errors.As(e, &fe) {
+				fe = &FieldError{Field: joinField("when", fe.Field), Problem: fe.Problem}
+			}
+			errs = append(errs, fe)
+		}
 		if node.Kind != yaml.MappingNode {
 			return When{}, errs
 		}

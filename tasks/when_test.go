@@ -69,7 +69,7 @@ tasks:
     when: {from: "<<0.30", to: "not a version", since: "1.0.0"}
 `), "test", LoadContext{})
 	got := fieldProblems(t, err)
-	want := []string{"t when", "t when.from", "t when.to"}
+	want := []string{"t when.from", "t when.since", "t when.to"}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("problems %q, want %q (%v)", got, want, err)
 	}
