@@ -18,9 +18,11 @@ import (
 // waitLogEvery is how often a waiting replica says what it waits for.
 const waitLogEvery = 10 * time.Second
 
-// pollInterval is the mean pause between two lock attempts of a waiter: short enough that a holder that
-// died is taken over within about a second of its lock expiring, long enough that a hundred waiters
-// cost Redis little. Waiters are woken at once by the completion notice in any case.
+// pollInterval is the mean pause between two looks of a waiter at the lock (one PTTL): short enough
+// that a lock released without a notice (a holder stopped by a signal) is taken within about a
+// second, long enough that a hundred waiters cost Redis little. Waiters are woken at once by the
+// completion notice, and a waiter that sees the lock expire before its next look sleeps only until
+// then, so that a holder that died is taken over as soon as its lock expires.
 func pollInterval(ttl time.Duration) time.Duration {
 	return min(max(ttl/10, 100*time.Millisecond), time.Second)
 }
@@ -93,20 +95,34 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 				return Result{}, fmt.Errorf("%w: %v", ErrAuth, err)
 			}
 		}
-		timer := time.NewTimer(jitter(interval))
-		select {
-		case <-waitCtx.Done():
-		case <-timer.C:
-		case m := <-notices:
-			if res, done, err := r.onNotice(log, m, waitStart, recorded); done {
-				timer.Stop()
-				return res, err
+		// Wait until the lock is free, looking at it with one PTTL per poll: trying it (a script) and
+		// re-reading the version would cost four commands a poll, for what the notice tells at once.
+		ttl := time.Duration(-1) // unknown until the first look
+		for waitCtx.Err() == nil {
+			sleep := jitter(interval)
+			if ttl >= 0 && ttl < sleep {
+				sleep = ttl + time.Millisecond // the lock expires first: try it then
 			}
-		}
-		timer.Stop()
-		if time.Since(lastLog) >= waitLogEvery && waitCtx.Err() == nil {
-			lastLog = time.Now()
-			r.logWaiting(waitCtx, log, waitStart, "still waiting for the lock holder")
+			timer := time.NewTimer(sleep)
+			select {
+			case <-waitCtx.Done():
+			case <-timer.C:
+			case m := <-notices:
+				if res, done, err := r.onNotice(log, m, waitStart, recorded); done {
+					timer.Stop()
+					return res, err
+				}
+			}
+			timer.Stop()
+			if time.Since(lastLog) >= waitLogEvery && waitCtx.Err() == nil {
+				lastLog = time.Now()
+				r.logWaiting(waitCtx, log, waitStart, "still waiting for the lock holder")
+			}
+			var err error
+			ttl, err = r.rdb.PTTL(waitCtx, r.keys.Lock).Result()
+			if err != nil || ttl == -2 { // -2: no lock key, expired or released; an error: let the lock attempt report it
+				break
+			}
 		}
 	}
 }

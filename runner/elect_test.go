@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -172,4 +173,38 @@ func TestOnlyOneOfManyConcurrentRunnersRunsTheTasks(t *testing.T) {
 	if n := len(h.history()); n != 1 {
 		t.Errorf("history has %d entries, want 1", n)
 	}
+}
+
+func TestWaiterLooksAtAHeldLockWithoutTryingIt(t *testing.T) {
+	h := newHarness(t)
+	h.holdLockExternally(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r, _ := h.runner(nil)
+	done := start(ctx, r)
+	waitForSubscriber(t, h, 1)
+	bg := context.Background()
+	if err := h.rdb.ConfigResetStat(bg).Err(); err != nil {
+		t.Fatal(err)
+	}
+	calls := func(cmd string) int {
+		stats, err := h.rdb.Info(bg, "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(stats, "\n") {
+			if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
+				n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+				return n
+			}
+		}
+		return 0
+	}
+	redistest.Eventually(t, 10*time.Second, func() bool { return calls("pttl") >= 3 }, "the waiter did not look at the lock")
+	// One PTTL a poll: the lock is tried (a script) only once it is gone.
+	if n := calls("evalsha") + calls("eval"); n != 0 {
+		t.Errorf("the waiter tried a held lock %d times", n)
+	}
+	cancel()
+	wait(t, done)
 }
