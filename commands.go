@@ -12,6 +12,7 @@ import (
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/config"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/keys"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
+	"github.com/peerdb-maintenance/peerdb-maintenance/runner"
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
 )
 
@@ -115,6 +116,20 @@ func loadTasks(cfg *config.Config, argv []string, getenv func(string) string) ([
 
 // fail logs the error that ends the process, with its exit code, and returns it.
 func fail(log *slog.Logger, msg string, err error) error {
+	err = permissionRefused(err)
 	log.Error(msg, "err", err, "exit_code", exitCode(err))
 	return err
+}
+
+// permissionRefused marks Redis refusing a command to the gate's user as refused credentials (exit 2)
+// wherever the run met it: an ACL user without XADD passes the connection check and fails only at the
+// record, which would otherwise read as a lost lock (exit 4) or an unreachable Redis (exit 3). A
+// task's own failure stays a task failure.
+func permissionRefused(err error) error {
+	var sig *SignalError
+	if err == nil || errors.Is(err, runner.ErrAuth) || errors.Is(err, runner.ErrTaskFailed) || errors.As(err, &sig) ||
+		!redisconn.IsAuthError(err) {
+		return err
+	}
+	return fmt.Errorf("%w: Redis refused a command to this user (see docs/security.md for the commands the gate needs): %w", runner.ErrAuth, err)
 }

@@ -152,7 +152,7 @@ func (r *Runner) checkWhen(recorded string) error {
 }
 
 // readVersion reads the recorded version, retrying with capped, jittered exponential backoff until
-// MAINTENANCE_CONNECT_TIMEOUT. Refused credentials fail at once.
+// MAINTENANCE_CONNECT_TIMEOUT. Refused credentials and an untrusted server certificate fail at once.
 func (r *Runner) readVersion(ctx context.Context) (string, error) {
 	deadline := time.Now().Add(r.cfg.ConnectTimeout)
 	backoff := 100 * time.Millisecond
@@ -167,6 +167,11 @@ func (r *Runner) readVersion(ctx context.Context) (string, error) {
 			return "", nil
 		case redisconn.IsAuthError(err):
 			return "", fmt.Errorf("%w: %v", ErrAuth, err)
+		case redisconn.IsCertificateError(err):
+			// The trusted CAs are read once: retrying until the connect timeout could not help, and
+			// "unreachable" would send the operator looking at the network instead of REDIS_CA_FILE.
+			return "", fmt.Errorf("%w: the TLS certificate of %s is not trusted (check REDIS_CA_FILE and the host name in REDIS_URL): %v",
+				ErrConfig, r.cfg.Redis, err)
 		case ctx.Err() != nil:
 			return "", context.Cause(ctx)
 		}

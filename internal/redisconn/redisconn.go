@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -82,12 +84,39 @@ func Parse(s Settings) (*Target, error) {
 	if err != nil {
 		return nil, &SettingError{Var: "REDIS_URL", Problem: scrub(err.Error(), u)}
 	}
+	if err := t.checkPorts(); err != nil {
+		return nil, &SettingError{Var: "REDIS_URL", Problem: err.Error()}
+	}
 	tlsCfg, err := t.tlsConfig(s)
 	if err != nil {
 		return nil, err
 	}
 	t.apply(tlsCfg)
 	return t, nil
+}
+
+// checkPorts refuses a port no server can listen on (0, 99999): the parsers accept any number, and
+// the gate would then retry the dial until MAINTENANCE_CONNECT_TIMEOUT and report Redis unreachable.
+func (t *Target) checkPorts() error {
+	var addrs []string
+	switch {
+	case t.standalone != nil && t.standalone.Network != "unix":
+		addrs = []string{t.standalone.Addr}
+	case t.failover != nil:
+		addrs = t.failover.SentinelAddrs
+	case t.cluster != nil:
+		addrs = t.cluster.Addrs
+	}
+	for _, a := range addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return fmt.Errorf("address %q: %v", a, err)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port %q of %s is not a number from 1 to 65535", port, host)
+		}
+	}
+	return nil
 }
 
 func (t *Target) tlsConfig(s Settings) (*tls.Config, error) {
@@ -256,18 +285,35 @@ func scrub(msg string, u *url.URL) string {
 }
 
 // IsAuthError reports whether err is Redis refusing our credentials or permissions: WRONGPASS, NOAUTH
-// or NOPERM. Such errors are not transient and are never retried.
+// or NOPERM, and an ACL refusal inside a Lua script (which Redis reports as ERR, not NOPERM: "The user
+// executing the script can't run this command" up to 7.0, "ACL failure in script" from 7.2). Such
+// errors are not transient and are never retried.
 func IsAuthError(err error) bool {
 	if err == nil {
 		return false
 	}
 	msg := err.Error()
-	for _, p := range []string{"WRONGPASS", "NOAUTH", "NOPERM", "called without any password configured"} {
+	for _, p := range []string{"WRONGPASS", "NOAUTH", "NOPERM", "called without any password configured",
+		"The user executing the script can't", "ACL failure in script"} {
 		if strings.Contains(msg, p) {
 			return true
 		}
 	}
 	return false
+}
+
+// IsCertificateError reports whether err is our side refusing the server's TLS certificate: signed by
+// an authority we do not trust (REDIS_CA_FILE missing or wrong), issued for another name, or expired.
+// Retrying cannot help, because the trusted authorities are read once at start: like refused
+// credentials, it is a configuration problem to report at once, not an unreachable Redis.
+func IsCertificateError(err error) bool {
+	var (
+		verify   *tls.CertificateVerificationError
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+	)
+	return errors.As(err, &verify) || errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid)
 }
 
 // SetLogger sends go-redis's own diagnostics to log at debug level, so that nothing but JSON (or

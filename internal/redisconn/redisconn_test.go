@@ -112,6 +112,10 @@ func TestParseRefusesUnusableSettings(t *testing.T) {
 		{"a CA file with a plain redis URL", redisconn.Settings{URL: "redis://redis:6379", Mode: "auto", CAFile: "/etc/ca.pem"}, "REDIS_CA_FILE"},
 		{"a client certificate with a plain redis URL", redisconn.Settings{URL: "redis://redis:6379", Mode: "auto", CertFile: "/c.pem", KeyFile: "/k.pem"}, "REDIS_CERT_FILE"},
 		{"a CA file that does not exist", redisconn.Settings{URL: "rediss://redis:6380", Mode: "auto", CAFile: "/nonexistent/ca.pem"}, "REDIS_CA_FILE"},
+		{"a port above 65535", redisconn.Settings{URL: "redis://:pw@redis:99999/0", Mode: "auto"}, "REDIS_URL"},
+		{"port 0", redisconn.Settings{URL: "rediss://redis:0", Mode: "auto"}, "REDIS_URL"},
+		{"a sentinel addr= with a port above 65535", redisconn.Settings{URL: "redis://s1:26379?master_name=m&addr=s2:70000", Mode: "auto"}, "REDIS_URL"},
+		{"a cluster node with a port above 65535", redisconn.Settings{URL: "redis://n1:7000?addr=n2:123456", Mode: "cluster"}, "REDIS_URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -227,8 +231,41 @@ func TestTLSWithAPrivateCA(t *testing.T) {
 	if err := ping(t, redisconn.Settings{URL: url, CAFile: files.CA}); err != nil {
 		t.Errorf("PING over TLS with the CA file: %v", err)
 	}
-	if err := ping(t, redisconn.Settings{URL: url}); err == nil || !strings.Contains(err.Error(), "certificate") {
+	err := ping(t, redisconn.Settings{URL: url})
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("PING over TLS without the CA file: %v, want a certificate verification error", err)
+	}
+	if !redisconn.IsCertificateError(err) || redisconn.IsAuthError(err) {
+		t.Errorf("IsCertificateError(%v) = false (or it passes for an auth error)", err)
+	}
+	// A server certificate for another name, from the trusted CA.
+	other := fmt.Sprintf("rediss://localhost:%d/0", srv.Port)
+	if err := ping(t, redisconn.Settings{URL: other, CAFile: files.CA}); !redisconn.IsCertificateError(err) {
+		t.Errorf("PING %s with a certificate for 127.0.0.1: IsCertificateError(%v) = false", other, err)
+	}
+}
+
+func TestOnlyCertificateRefusalsAreCertificateErrors(t *testing.T) {
+	refused := ping(t, redisconn.Settings{URL: fmt.Sprintf("rediss://127.0.0.1:%d/0", redistest.FreePort(t))})
+	for _, err := range []error{nil, refused, errors.New("NOPERM this user has no permissions to run the 'get' command")} {
+		if redisconn.IsCertificateError(err) {
+			t.Errorf("IsCertificateError(%v) = true", err)
+		}
+	}
+}
+
+func TestACLRefusalsInsideScriptsAreAuthErrors(t *testing.T) {
+	for _, msg := range []string{
+		"ERR The user executing the script can't run this command or subcommand script: 1e24, on @user_script:11.", // Redis 7.0
+		"ERR The user executing the script can't access at least one of the keys mentioned in the command arguments script: 1e24",
+		"ERR ACL failure in script: User gate has no permissions to run the 'xadd' command script: 1e24, on @user_script:11.", // 7.2
+	} {
+		if !redisconn.IsAuthError(errors.New(msg)) {
+			t.Errorf("IsAuthError(%q) = false", msg)
+		}
+	}
+	if redisconn.IsAuthError(errors.New("ERR user_script:1: Script attempted to access nonexistent global variable")) {
+		t.Error("a script's own error is taken for an ACL refusal")
 	}
 }
 
