@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// stormRun is one startup storm: many replicas of a new version started at once.
+type stormRun struct {
+	total      time.Duration // first start to last exit
+	launch     time.Duration // first start to last start
+	commands   map[string]int
+	perReplica float64
+	taskRuns   int
+	failed     int       // replicas that exited non-zero
+	history    int       // history entries: 1 when the version was recorded once
+	delays     []float64 // ms from the record to each waiter's exit
+	woken      []float64 // ms from the record to each waiter's log line saying it is done
+	holderExit float64   // ms from the record to the holder's exit
+}
+
+// stormResult is figure 2.
+type stormResult struct {
+	replicas int
+	task     time.Duration
+	runs     []stormRun
+}
+
+func (r *stormResult) totals() (s sample) {
+	for _, run := range r.runs {
+		s = append(s, ms(run.total))
+	}
+	return s
+}
+
+func (r *stormResult) perReplica() (s sample) {
+	for _, run := range r.runs {
+		s = append(s, run.perReplica)
+	}
+	return s
+}
+
+func (r *stormResult) launches() (s sample) {
+	for _, run := range r.runs {
+		s = append(s, ms(run.launch))
+	}
+	return s
+}
+
+// delays pools the record-to-exit delays of every waiter of every run.
+func (r *stormResult) delays() (s sample) {
+	for _, run := range r.runs {
+		s = append(s, run.delays...)
+	}
+	return s
+}
+
+// woken pools the record-to-"done" log line delays of every waiter of every run.
+func (r *stormResult) woken() (s sample) {
+	for _, run := range r.runs {
+		s = append(s, run.woken...)
+	}
+	return s
+}
+
+// commands sums the per-command calls of every run and divides by the number of replicas started.
+func (r *stormResult) commandsPerReplica() map[string]float64 {
+	per := map[string]float64{}
+	for _, run := range r.runs {
+		for name, n := range run.commands {
+			per[name] += float64(n) / float64(r.replicas*len(r.runs))
+		}
+	}
+	return per
+}
+
+// benchStorm starts replicas of version 2.0.0 at once against a Redis that recorded 1.0.0, each with
+// the task "sleep <task>", and waits for all of them.
+func benchStorm(ctx context.Context, b *binaries, srv *redisServer, replicas, runs int, task time.Duration) (*stormResult, error) {
+	res := &stormResult{replicas: replicas, task: task}
+	for i := range runs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		run, err := stormOnce(ctx, b, srv, replicas, task)
+		if err != nil {
+			return nil, fmt.Errorf("storm %d: %w", i+1, err)
+		}
+		res.runs = append(res.runs, *run)
+	}
+	return res, nil
+}
+
+func stormOnce(ctx context.Context, b *binaries, srv *redisServer, replicas int, task time.Duration) (*stormRun, error) {
+	if err := srv.client.FlushAll(ctx).Err(); err != nil {
+		return nil, err
+	}
+	if err := srv.client.Set(ctx, gateKeys.Version, "1.0.0", 0).Err(); err != nil {
+		return nil, err
+	}
+	if err := srv.resetStats(ctx); err != nil {
+		return nil, err
+	}
+	secs := strconv.FormatFloat(task.Seconds(), 'f', -1, 64)
+	procs := make([]*proc, 0, replicas)
+	defer func() {
+		for _, p := range procs {
+			p.kill()
+		}
+	}()
+	for i := range replicas {
+		p, err := startProc(b.gate, []string{"PEERDB_DEPLOYMENT_VERSION=2.0.0", "REDIS_URL=" + srv.url(),
+			"MAINTENANCE_HOLDER=replica-" + strconv.Itoa(i)}, "--", "sleep", secs)
+		if err != nil {
+			return nil, err
+		}
+		procs = append(procs, p)
+	}
+	run := &stormRun{launch: procs[len(procs)-1].started.Sub(procs[0].started)}
+	deadline := time.Now().Add(task + 60*time.Second)
+	var last time.Time
+	for _, p := range procs {
+		if err := p.wait(ctx, time.Until(deadline)); err != nil {
+			return nil, err
+		}
+		last = later(last, p.ended)
+	}
+	run.total = last.Sub(procs[0].started)
+	var err error
+	if run.commands, err = srv.commandStats(ctx); err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, c := range run.commands {
+		n += c
+	}
+	run.perReplica = float64(n) / float64(replicas)
+	recorded, entries, err := recordTime(ctx, srv)
+	run.history = entries
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range procs {
+		if p.code != 0 {
+			run.failed++
+		}
+		if p.stderr.has("task started") {
+			run.taskRuns++
+		}
+		d := ms(p.ended.Sub(recorded))
+		if p.stderr.has("maintenance done, version recorded") {
+			run.holderExit = d
+			continue
+		}
+		run.delays = append(run.delays, d)
+		if t, ok := p.stderr.logged("another replica recorded the version, done"); ok {
+			run.woken = append(run.woken, ms(t.Sub(recorded)))
+		}
+	}
+	return run, nil
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// recordTime is the "finished" time of the newest history entry, which must be a success: the record of
+// the version. It also returns the number of history entries (one when the version was recorded once).
+func recordTime(ctx context.Context, srv *redisServer) (time.Time, int, error) {
+	msgs, err := srv.client.XRevRangeN(ctx, gateKeys.History, "+", "-", 10).Result()
+	if err != nil {
+		return time.Time{}, 0, fmt.Errorf("read history: %w", err)
+	}
+	if len(msgs) == 0 {
+		return time.Time{}, 0, fmt.Errorf("history is empty: the version was never recorded")
+	}
+	if o, _ := msgs[0].Values["outcome"].(string); o != "succeeded" {
+		return time.Time{}, len(msgs), fmt.Errorf("newest history entry has outcome %q, want succeeded", o)
+	}
+	f, _ := msgs[0].Values["finished"].(string)
+	t, err := time.Parse(time.RFC3339Nano, f)
+	if err != nil {
+		return time.Time{}, len(msgs), fmt.Errorf("history entry finished %q: %w", f, err)
+	}
+	return t, len(msgs), nil
+}
