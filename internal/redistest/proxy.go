@@ -1,0 +1,164 @@
+package redistest
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+)
+
+// Proxy is a loopback TCP proxy in front of a server that can stop forwarding (Stall) and start again
+// (Resume), like a network that silently drops traffic for a while: connections stay open, nothing
+// arrives, and what was sent during the stall is delivered after it, as TCP retransmission would.
+type Proxy struct {
+	// Addr is the proxy's own 127.0.0.1:port.
+	Addr   string
+	target string
+	ln     net.Listener
+
+	mu      sync.Mutex
+	flowing chan struct{} // closed while forwarding; replaced by an open one during a stall
+	stalled bool
+	conns   map[net.Conn]struct{}
+	closed  chan struct{}
+	wg      sync.WaitGroup
+}
+
+// StartProxy listens on a free loopback port and forwards every connection to target (host:port).
+// It is closed when the test ends.
+func StartProxy(t testing.TB, target string) *Proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("proxy: listen: %v", err)
+	}
+	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, flowing: make(chan struct{}),
+		conns: map[net.Conn]struct{}{}, closed: make(chan struct{})}
+	close(p.flowing)
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.Close)
+	return p
+}
+
+// URL returns redis://<proxy address>/0.
+func (p *Proxy) URL() string { return fmt.Sprintf("redis://%s/0", p.Addr) }
+
+// Stall stops forwarding in both directions. New connections are accepted but stalled too.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.stalled {
+		p.stalled = true
+		p.flowing = make(chan struct{})
+	}
+}
+
+// Resume forwards again, delivering what was held during the stall first.
+func (p *Proxy) Resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled {
+		p.stalled = false
+		close(p.flowing)
+	}
+}
+
+// Close stops listening and closes every connection. Closing twice does nothing.
+func (p *Proxy) Close() {
+	p.mu.Lock()
+	select {
+	case <-p.closed:
+		p.mu.Unlock()
+		return
+	default:
+	}
+	close(p.closed)
+	_ = p.ln.Close()
+	for c := range p.conns {
+		_ = c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+func (p *Proxy) accept() {
+	defer p.wg.Done()
+	for {
+		client, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		server, err := net.Dial("tcp", p.target)
+		if err != nil {
+			_ = client.Close()
+			continue
+		}
+		if !p.track(client, server) {
+			return
+		}
+		p.wg.Add(2)
+		go p.pipe(server, client)
+		go p.pipe(client, server)
+	}
+}
+
+// track registers a connection pair; false when the proxy is already closed.
+func (p *Proxy) track(conns ...net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.closed:
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		return false
+	default:
+	}
+	for _, c := range conns {
+		p.conns[c] = struct{}{}
+	}
+	return true
+}
+
+// pipe copies from src to dst, holding each chunk while the proxy is stalled. When src ends, dst is
+// closed too (after the stall, so that a peer's close is not seen through a stalled network either).
+func (p *Proxy) pipe(dst, src net.Conn) {
+	defer p.wg.Done()
+	defer func() {
+		_ = dst.Close()
+		_ = src.Close()
+		p.mu.Lock()
+		delete(p.conns, dst)
+		delete(p.conns, src)
+		p.mu.Unlock()
+	}()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if !p.waitFlowing() {
+			return
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// waitFlowing blocks while the proxy is stalled; false when it was closed meanwhile.
+func (p *Proxy) waitFlowing() bool {
+	p.mu.Lock()
+	flowing := p.flowing
+	p.mu.Unlock()
+	select {
+	case <-flowing:
+		return true
+	case <-p.closed:
+		return false
+	}
+}
