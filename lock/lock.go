@@ -128,9 +128,23 @@ func (lk *Lock) Key() string { return lk.locker.key }
 // the lock is still ours.
 func (lk *Lock) Value() string { return lk.lk.Token() + lk.lk.Metadata() }
 
-// Fence takes the next fencing token (INCR): every holder gets a larger one than all before it.
+// fenceScript takes the next fencing token: the larger of the last token + 1 and the Redis server's
+// clock in milliseconds. A plain INCR would start again at 1 when Redis loses the counter (a restart
+// without persistence, a failover to a replica that had not received it), handing a new holder a
+// smaller token than a stale one still running; the clock keeps tokens growing across such a loss.
+var fenceScript = redis.NewScript(`
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call("time")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = math.max(now, tonumber(redis.call("get", KEYS[1]) or "0") + 1)
+redis.call("set", KEYS[1], string.format("%d", n))
+return n
+`)
+
+// Fence takes the next fencing token: every holder gets a larger one than all before it, even after
+// Redis lost the counter, as long as the server's clock does not go back.
 func (lk *Lock) Fence(ctx context.Context) (int64, error) {
-	n, err := lk.locker.client.Incr(ctx, lk.locker.fenceKey).Result()
+	n, err := fenceScript.Run(ctx, lk.locker.client, []string{lk.locker.fenceKey}).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("lock: fencing token: %w", err)
 	}
