@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bsm/redislock"
@@ -119,6 +120,8 @@ type Lock struct {
 	Holder Holder
 	// obtained is when Obtain began: the lock is ours until TTL after it, unless refreshed.
 	obtained time.Time
+	// lost is set when the keeper cancels the run because the lock is no longer ours.
+	lost atomic.Bool
 }
 
 // Key returns the lock's Redis key.
@@ -152,8 +155,13 @@ func (lk *Lock) Fence(ctx context.Context) (int64, error) {
 }
 
 // Release gives the lock up. Releasing a lock that is no longer ours is not an error. It works even
-// when ctx is already cancelled (an interrupted run still frees its lock).
+// when ctx is already cancelled (an interrupted run still frees its lock). A lock the keeper found
+// lost is not released at all: it is someone else's, or expiring while Redis does not answer, and
+// waiting up to 5s on an unreachable Redis would keep the holder alive past its lock.
 func (lk *Lock) Release(ctx context.Context) error {
+	if lk.lost.Load() {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	err := lk.lk.Release(ctx)
@@ -199,6 +207,7 @@ func (lk *Lock) Keep(ctx context.Context, log *slog.Logger) (context.Context, fu
 			giveUp := last.Add(ttl - margin)
 			start := time.Now()
 			if !start.Before(giveUp) {
+				lk.lost.Store(true)
 				cancel(fmt.Errorf("%w: no refresh succeeded within the lock's TTL (%s): %v", ErrLost, ttl, lastErr))
 				return
 			}
@@ -210,6 +219,7 @@ func (lk *Lock) Keep(ctx context.Context, log *slog.Logger) (context.Context, fu
 				last, lastErr = start, nil
 				timer.Reset(time.Until(start.Add(interval)))
 			case errors.Is(err, redislock.ErrNotObtained):
+				lk.lost.Store(true)
 				cancel(fmt.Errorf("%w: the lock key no longer holds our value (expired, or taken by another holder)", ErrLost))
 				return
 			case ctx.Err() != nil:

@@ -173,7 +173,10 @@ func (t *Target) tlsConfig(s Settings) (*tls.Config, error) {
 
 // apply sets the options every gate connection shares: RESP2 and no CLIENT SETINFO, so that a new
 // connection costs one HELLO round trip and nothing else; one dial per attempt, because the gate's
-// own connect loop does the waiting for a Redis that is not up yet.
+// own connect loop does the waiting for a Redis that is not up yet; and context deadlines that bound
+// socket reads and writes: without ContextTimeoutEnabled go-redis ignores them and a stalled network
+// blocks every command for its 5s read timeout, so that the keeper learned of a lost lock only after
+// a short TTL had run out.
 //
 // Pipelines run on the main pool (PipelinePoolSize -1): go-redis otherwise keeps a second pool for
 // them, so that the one pipeline a waiter sends (the lock holder and its TTL) costs a new connection,
@@ -186,18 +189,21 @@ func (t *Target) apply(cfg *tls.Config) {
 		t.standalone.DisableIdentity = true
 		t.standalone.DialerRetries = 1
 		t.standalone.PipelinePoolSize = -1
+		t.standalone.ContextTimeoutEnabled = true
 	case t.failover != nil:
 		t.failover.TLSConfig = cfg
 		t.failover.Protocol = 2
 		t.failover.DisableIdentity = true
 		t.failover.DialerRetries = 1
 		t.failover.PipelinePoolSize = -1
+		t.failover.ContextTimeoutEnabled = true
 	case t.cluster != nil:
 		t.cluster.TLSConfig = cfg
 		t.cluster.Protocol = 2
 		t.cluster.DisableIdentity = true
 		t.cluster.DialerRetries = 1
 		t.cluster.PipelinePoolSize = -1
+		t.cluster.ContextTimeoutEnabled = true
 	}
 }
 
