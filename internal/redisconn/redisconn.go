@@ -178,9 +178,8 @@ func (t *Target) tlsConfig(s Settings) (*tls.Config, error) {
 // blocks every command for its 5s read timeout, so that the keeper learned of a lost lock only after
 // a short TTL had run out.
 //
-// Pipelines run on the main pool (PipelinePoolSize -1): go-redis otherwise keeps a second pool for
-// them, so that the one pipeline a waiter sends (the lock holder and its TTL) costs a new connection,
-// its HELLO and 256 KiB of buffers.
+// Pipelines share the command pool (go-redis v9.17 has no separate pipeline pool; later versions add
+// one, which would cost a waiter a second connection, its HELLO and 256 KiB of buffers).
 func (t *Target) apply(cfg *tls.Config) {
 	switch {
 	case t.standalone != nil:
@@ -188,21 +187,18 @@ func (t *Target) apply(cfg *tls.Config) {
 		t.standalone.Protocol = 2
 		t.standalone.DisableIdentity = true
 		t.standalone.DialerRetries = 1
-		t.standalone.PipelinePoolSize = -1
 		t.standalone.ContextTimeoutEnabled = true
 	case t.failover != nil:
 		t.failover.TLSConfig = cfg
 		t.failover.Protocol = 2
 		t.failover.DisableIdentity = true
 		t.failover.DialerRetries = 1
-		t.failover.PipelinePoolSize = -1
 		t.failover.ContextTimeoutEnabled = true
 	case t.cluster != nil:
 		t.cluster.TLSConfig = cfg
 		t.cluster.Protocol = 2
 		t.cluster.DisableIdentity = true
 		t.cluster.DialerRetries = 1
-		t.cluster.PipelinePoolSize = -1
 		t.cluster.ContextTimeoutEnabled = true
 	}
 }
