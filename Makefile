@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN     := bin/peerdb-maintenance
 export PATH := $(shell go env GOPATH)/bin:$(PATH)
 
-.PHONY: build run test image chart-readme clean
+.PHONY: build run test bench image chart-readme clean
 
 ## build: the static binary, exactly as the Dockerfile builds it
 build:
@@ -20,6 +20,10 @@ test:
 	scripts/test-deps.sh
 	go vet ./...
 	go test -race -count=1 -timeout 20m ./...
+
+## bench: measure fast path, startup storm, takeover, size and memory against their targets; writes BENCHMARKS.md (needs redis-server)
+bench:
+	go run ./bench -out BENCHMARKS.md
 
 IMAGE ?= peerdb-maintenance:$(VERSION)
 
