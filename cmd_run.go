@@ -23,7 +23,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	log := newLogger(cfg.LogFormat, cfg.LogLevel, stderr).With("gate", cfg.Name)
 	specs, err := loadTasks(cfg, fs.Args(), getenv)
 	if err != nil {
-		return fail(log, "invalid task list", err)
+		return fail(log, "invalid task list", tasksFileNamed(err))
 	}
 	cfg.DryRun = cfg.DryRun || *dryRun
 	r := runner.New(cfg, runner.Options{Specs: specs, Logger: log, Getenv: getenv, Out: stdout,

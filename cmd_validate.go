@@ -28,6 +28,9 @@ func cmdValidate(_ context.Context, args []string, getenv func(string) string, s
 		return &usageError{msg: "validate: no task file: pass one or set MAINTENANCE_TASKS_FILE"}
 	}
 	specs, err := loadTasks(cfg, nil, getenv)
+	if err != nil && fs.NArg() == 0 {
+		err = tasksFileNamed(err)
+	}
 	if err != nil {
 		return fail(log, "invalid task list", err)
 	}

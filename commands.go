@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"strings"
 
@@ -112,6 +113,17 @@ func loadTasks(cfg *config.Config, argv []string, getenv func(string) string) ([
 	}
 	lc := tasks.LoadContext{Getenv: getenv, GateTag: keys.For(cfg.KeyPrefix, cfg.Name).Tag}
 	return tasks.LoadFile(cfg.TasksFile, lc)
+}
+
+// tasksFileNamed names MAINTENANCE_TASKS_FILE in the error of a task file that cannot be read at all
+// (missing, a directory, not readable): the variable is what to fix, as for every bad variable.
+func tasksFileNamed(err error) error {
+	var fileErr *tasks.FileError
+	var pathErr *fs.PathError
+	if errors.As(err, &fileErr) && len(fileErr.Problems) == 1 && errors.As(fileErr.Problems[0], &pathErr) {
+		return fmt.Errorf("MAINTENANCE_TASKS_FILE: %w", err)
+	}
+	return err
 }
 
 // fail logs the error that ends the process, with its exit code, and returns it.

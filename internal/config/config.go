@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/caarlos0/env/v11"
@@ -142,6 +143,13 @@ func (c *Config) validate(environ map[string]string, unparsed map[string]bool) [
 	if !matches(prefixRe, c.KeyPrefix, 128) {
 		add("MAINTENANCE_KEY_PREFIX", "%q must be 1 to 128 characters without spaces or braces", c.KeyPrefix)
 	}
+	// The holder and the pod are written to the lock and history and printed by status and history:
+	// a line break there would forge lines of their output.
+	for _, v := range []struct{ name, val string }{{"MAINTENANCE_HOLDER", c.Holder}, {"POD_NAME", c.Pod}} {
+		if utf8.RuneCountInString(v.val) > 253 || strings.IndexFunc(v.val, unicode.IsControl) >= 0 {
+			add(v.name, "%q must be at most 253 characters without control characters (line breaks, tabs)", v.val)
+		}
+	}
 	// Unset durations hold their (valid) defaults, so only set ones can fail here. A zero TTL would
 	// make the keeper's ticker panic.
 	if !unparsed["MAINTENANCE_LOCK_TTL"] && c.LockTTL < MinLockTTL {
@@ -169,19 +177,28 @@ func (c *Config) validate(environ map[string]string, unparsed map[string]bool) [
 	if raw, set := environ["LOG_LEVEL"]; set && !slices.Contains(levels, c.LogLevel) {
 		add("LOG_LEVEL", "%q is not one of debug, info, warn, error", raw)
 	}
-	if !slices.Contains(redisconn.Modes, c.RedisMode) {
-		oneOf("REDIS_MODE", c.RedisMode, redisconn.Modes...)
-		return ps
+	// A bad mode is reported, and the URL and TLS files are still checked (as in auto mode), so that
+	// every bad variable is named at once.
+	mode := c.RedisMode
+	if !slices.Contains(redisconn.Modes, mode) {
+		oneOf("REDIS_MODE", mode, redisconn.Modes...)
+		mode = "auto"
 	}
 	target, err := redisconn.Parse(redisconn.Settings{
-		URL: c.RedisURL, Mode: c.RedisMode, CAFile: c.RedisCAFile, CertFile: c.RedisCertFile, KeyFile: c.RedisKeyFile,
+		URL: c.RedisURL, Mode: mode, CAFile: c.RedisCAFile, CertFile: c.RedisCertFile, KeyFile: c.RedisKeyFile,
 	})
-	var se *redisconn.SettingError
-	switch {
-	case errors.As(err, &se):
-		ps = append(ps, Problem{Var: se.Var, Problem: se.Problem})
-	case err != nil:
-		ps = append(ps, Problem{Var: "REDIS_URL", Problem: err.Error()})
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, err := range errs {
+		var se *redisconn.SettingError
+		switch {
+		case errors.As(err, &se):
+			ps = append(ps, Problem{Var: se.Var, Problem: se.Problem})
+		case err != nil:
+			ps = append(ps, Problem{Var: "REDIS_URL", Problem: err.Error()})
+		}
 	}
 	c.Redis = target
 	return ps

@@ -8,10 +8,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -48,8 +50,8 @@ type Target struct {
 	redacted   string
 }
 
-// Parse validates the settings and builds a Target. Errors are *SettingError values and never contain
-// the password.
+// Parse validates the settings and builds a Target. Errors are *SettingError values (several joined
+// with errors.Join when several TLS files are unusable) and never contain the password.
 func Parse(s Settings) (*Target, error) {
 	u, err := url.Parse(s.URL)
 	if err == nil && misplacedAt(u) {
@@ -60,6 +62,12 @@ func Parse(s Settings) (*Target, error) {
 	}
 	t := &Target{Mode: s.Mode, redacted: Redact(s.URL)}
 	q := u.Query()
+	// go-redis's standalone parser ignores a skip_verify it cannot read instead of refusing it.
+	for _, v := range q["skip_verify"] {
+		if !slices.Contains([]string{"", "true", "false", "1", "0"}, v) {
+			return nil, &SettingError{Var: "REDIS_URL", Problem: fmt.Sprintf("skip_verify=%q is not true or false", v)}
+		}
+	}
 	if t.Mode == "" || t.Mode == "auto" {
 		switch {
 		case q.Get("master_name") != "":
@@ -119,6 +127,8 @@ func (t *Target) checkPorts() error {
 	return nil
 }
 
+// tlsConfig applies the TLS files to the URL's TLS settings. It reports every unusable file at once,
+// as SettingErrors joined with errors.Join.
 func (t *Target) tlsConfig(s Settings) (*tls.Config, error) {
 	var cfg *tls.Config
 	switch {
@@ -129,46 +139,64 @@ func (t *Target) tlsConfig(s Settings) (*tls.Config, error) {
 	case t.cluster != nil:
 		cfg = t.cluster.TLSConfig
 	}
-	if s.CAFile == "" && s.CertFile == "" && s.KeyFile == "" {
-		return cfg, nil
-	}
+	files := []struct{ v, path string }{{"REDIS_CA_FILE", s.CAFile}, {"REDIS_CERT_FILE", s.CertFile}, {"REDIS_KEY_FILE", s.KeyFile}}
+	var errs []error
 	if cfg == nil {
-		v := "REDIS_CA_FILE"
-		switch {
-		case s.CAFile != "":
-		case s.CertFile != "":
-			v = "REDIS_CERT_FILE"
-		default:
-			v = "REDIS_KEY_FILE"
+		for _, f := range files {
+			if f.path != "" {
+				errs = append(errs, &SettingError{Var: f.v, Problem: "set, but REDIS_URL is not a rediss:// URL"})
+			}
 		}
-		return nil, &SettingError{Var: v, Problem: "set, but REDIS_URL is not a rediss:// URL"}
+		return cfg, errors.Join(errs...)
 	}
 	if s.CAFile != "" {
-		pem, err := os.ReadFile(s.CAFile)
-		if err != nil {
-			return nil, &SettingError{Var: "REDIS_CA_FILE", Problem: err.Error()}
-		}
+		pem, err := readBounded(s.CAFile)
 		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, &SettingError{Var: "REDIS_CA_FILE", Problem: fmt.Sprintf("no PEM certificate found in %s", s.CAFile)}
+		switch {
+		case err != nil:
+			errs = append(errs, &SettingError{Var: "REDIS_CA_FILE", Problem: err.Error()})
+		case !pool.AppendCertsFromPEM(pem):
+			errs = append(errs, &SettingError{Var: "REDIS_CA_FILE", Problem: fmt.Sprintf("no PEM certificate found in %s", s.CAFile)})
+		default:
+			cfg.RootCAs = pool
 		}
-		cfg.RootCAs = pool
 	}
-	if (s.CertFile == "") != (s.KeyFile == "") {
+	switch {
+	case (s.CertFile == "") != (s.KeyFile == ""):
 		v := "REDIS_KEY_FILE"
 		if s.CertFile == "" {
 			v = "REDIS_CERT_FILE"
 		}
-		return nil, &SettingError{Var: v, Problem: "REDIS_CERT_FILE and REDIS_KEY_FILE must be set together"}
-	}
-	if s.CertFile != "" {
+		errs = append(errs, &SettingError{Var: v, Problem: "REDIS_CERT_FILE and REDIS_KEY_FILE must be set together"})
+	case s.CertFile != "":
 		cert, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile)
 		if err != nil {
-			return nil, &SettingError{Var: "REDIS_CERT_FILE", Problem: "load client certificate and key: " + err.Error()}
+			errs = append(errs, &SettingError{Var: "REDIS_CERT_FILE", Problem: "load client certificate and key (REDIS_KEY_FILE): " + err.Error()})
+		} else {
+			cfg.Certificates = []tls.Certificate{cert}
 		}
-		cfg.Certificates = []tls.Certificate{cert}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return cfg, nil
+}
+
+// maxPEMFile bounds what is read of REDIS_CA_FILE: a CA bundle is a few hundred KiB, and a wrong path
+// (/dev/zero, a log) must not take the gate's memory.
+const maxPEMFile = 4 << 20
+
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxPEMFile+1))
+	if err == nil && len(data) > maxPEMFile {
+		err = fmt.Errorf("%s is larger than %d MiB: not a PEM bundle", path, maxPEMFile>>20)
+	}
+	return data, err
 }
 
 // apply sets the options every gate connection shares: RESP2 and no CLIENT SETINFO, so that a new

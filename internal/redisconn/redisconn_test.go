@@ -112,6 +112,7 @@ func TestParseRefusesUnusableSettings(t *testing.T) {
 		{"a CA file with a plain redis URL", redisconn.Settings{URL: "redis://redis:6379", Mode: "auto", CAFile: "/etc/ca.pem"}, "REDIS_CA_FILE"},
 		{"a client certificate with a plain redis URL", redisconn.Settings{URL: "redis://redis:6379", Mode: "auto", CertFile: "/c.pem", KeyFile: "/k.pem"}, "REDIS_CERT_FILE"},
 		{"a CA file that does not exist", redisconn.Settings{URL: "rediss://redis:6380", Mode: "auto", CAFile: "/nonexistent/ca.pem"}, "REDIS_CA_FILE"},
+		{"a skip_verify that is not a boolean", redisconn.Settings{URL: "rediss://redis:6380/0?skip_verify=maybe", Mode: "auto"}, "REDIS_URL"},
 		{"a port above 65535", redisconn.Settings{URL: "redis://:pw@redis:99999/0", Mode: "auto"}, "REDIS_URL"},
 		{"port 0", redisconn.Settings{URL: "rediss://redis:0", Mode: "auto"}, "REDIS_URL"},
 		{"a sentinel addr= with a port above 65535", redisconn.Settings{URL: "redis://s1:26379?master_name=m&addr=s2:70000", Mode: "auto"}, "REDIS_URL"},
