@@ -29,8 +29,9 @@ type Sentinel struct {
 // knows it, so that a failover can promote it.
 func StartSentinel(t testing.TB) *Sentinel {
 	t.Helper()
-	master := Start(t)
-	replica := Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	// No 5s pause before the diskless full sync that the replica (and a demoted master) starts with.
+	master := Start(t, "--repl-diskless-sync-delay", "0")
+	replica := Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port), "--repl-diskless-sync-delay", "0")
 	port := FreePort(t)
 	s := &Server{t: t, Port: port, Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: t.TempDir()}
 	conf := filepath.Join(s.Dir, "sentinel.conf")
@@ -53,6 +54,15 @@ sentinel parallel-syncs %s 1
 	ctx := context.Background()
 	Eventually(t, 30*time.Second, func() bool { return st.replicaReady(ctx) },
 		"the sentinel did not see the replica %s in sync within 30s", replica.Addr)
+	// A replica reported up after a diskless sync gets the command stream only after its first
+	// REPLCONF ACK, up to a second later: a failover before that would lose every write. Wait until
+	// a write reaches it.
+	if err := master.Client().Set(ctx, "redistest:replication-check", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rc := replica.Client()
+	Eventually(t, 30*time.Second, func() bool { return rc.Get(ctx, "redistest:replication-check").Val() == "1" },
+		"the replica %s did not receive a write within 30s", replica.Addr)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("sentinel log:\n%s", st.Log())
