@@ -120,6 +120,10 @@ func TestPasswordsNeverAppearInAnyOutputAtAnyLogLevel(t *testing.T) {
 		{"a password in a query parameter of a standalone URL", map[string]string{"REDIS_URL": "redis://" + srv.Addr + "/0?password=" + pw}, nil, 2},
 		{"a Sentinel URL with the sentinel's password and the master's", map[string]string{"REDIS_URL": "redis://:" + sentinel + "@" + down + "?master_name=mymaster&password=" + pw}, nil, 3},
 		{"a Sentinel URL with sentinel_password", map[string]string{"REDIS_URL": "redis://" + down + "?master_name=mymaster&password=" + pw + "&sentinel_password=" + sentinel}, []string{"status"}, 2},
+		{"an sql task with a password in its DSN that cannot connect", map[string]string{"REDIS_URL": good, "PEERDB_DEPLOYMENT_VERSION": "3.0.0", "MAINTENANCE_TASKS_FILE": taskFile(t, dir, "sql",
+			"sql: {dsn: 'postgres://peerdb:"+pw+"@"+down+"/peerdb', statements: ['SELECT 1']}\n    timeout: 1s")}, nil, 1},
+		{"an http task with a password in its URL that cannot connect", map[string]string{"REDIS_URL": good, "PEERDB_DEPLOYMENT_VERSION": "3.0.0", "MAINTENANCE_TASKS_FILE": taskFile(t, dir, "http",
+			"http: {url: 'http://hook:"+pw+"@"+down+"/done'}\n    timeout: 1s")}, nil, 1},
 		{"a TLS client certificate for a plain URL with a password", map[string]string{"REDIS_URL": good, "REDIS_CERT_FILE": "/c.pem", "REDIS_KEY_FILE": "/k.pem"}, nil, 2},
 	}
 	for _, format := range []string{"json", "text"} {
@@ -190,6 +194,16 @@ func TestRefusedCredentialsExit2AtOnceSayingAuthenticationFailed(t *testing.T) {
 			})
 		}
 	}
+}
+
+// taskFile writes a one-task file (name "t") of the given kind line into dir and returns its path.
+func taskFile(t *testing.T, dir, name, kind string) string {
+	t.Helper()
+	path := filepath.Join(dir, name+".yaml")
+	if err := os.WriteFile(path, []byte("tasks:\n  - name: t\n    "+kind+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // tlsEnv is the environment of a gate run against a TLS-only server.
