@@ -203,8 +203,8 @@ func readBounded(path string) ([]byte, error) {
 // connection costs one HELLO round trip and nothing else; one dial per attempt, because the gate's
 // own connect loop does the waiting for a Redis that is not up yet; and context deadlines that bound
 // socket reads and writes: without ContextTimeoutEnabled go-redis ignores them and a stalled network
-// blocks every command for its 5s read timeout, so that the keeper learned of a lost lock only after
-// a short TTL had run out.
+// blocks every command for its read timeout (3s, then retries), so that the keeper learned of a lost
+// lock only after a short TTL had run out.
 //
 // Pipelines share the command pool (go-redis v9.17 has no separate pipeline pool; later versions add
 // one, which would cost a waiter a second connection, its HELLO and 256 KiB of buffers).
