@@ -167,6 +167,8 @@ func TestAUserMissingACommandTheGateNeedsExits2SayingAuthenticationFailed(t *tes
 		{"hgetall", nil},             // progress, after the lock is taken
 		{"hset", nil},                // progress, inside a script
 		{"xadd", nil},                // history, inside the record script
+		{"publish", nil},             // the completion notice, inside the record script
+		{"del", nil},                 // clearing progress, inside the record script
 		{"time", nil},                // the fencing token, inside its script
 		{"pttl", []string{"status"}}, // the TTL of a held lock
 		{"xrevrange", []string{"history"}},
@@ -194,6 +196,9 @@ func TestAUserMissingACommandTheGateNeedsExits2SayingAuthenticationFailed(t *tes
 			}
 			if r.took > 20*time.Second {
 				t.Errorf("took %s: a refused command must not be retried", r.took)
+			}
+			if v, _ := admin.Get(context.Background(), gateKeys.Version).Result(); v != "" {
+				t.Errorf("version %q recorded although the run exited 2", v)
 			}
 			if !strings.Contains(r.stderr, "authentication failed") || !strings.Contains(r.stderr, "permission") && !strings.Contains(r.stderr, "can't run this command") {
 				t.Errorf("stderr does not say authentication failed and name the permission:\n%s", r.stderr)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
 	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
 )
@@ -102,12 +103,16 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 
 // lostOr returns the run's cancellation cause (lock lost, signal) when there is one, else err wrapped
 // as a lost lock: a holder that cannot write its fenced state cannot prove it still holds the lock.
+// A refused permission is what it is: a configuration problem.
 func (r *Runner) lostOr(runCtx context.Context, err error) error {
 	if runCtx.Err() != nil {
 		return context.Cause(runCtx)
 	}
 	if errors.Is(err, lock.ErrLost) {
 		return err
+	}
+	if redisconn.IsAuthError(err) {
+		return fmt.Errorf("%w: %v", ErrAuth, err)
 	}
 	return fmt.Errorf("%w: %w", lock.ErrLost, err)
 }

@@ -28,8 +28,21 @@ return 1
 // recordScript: KEYS = lock, version, history, progress. ARGV = lock value, version ("" for a failure:
 // nothing recorded), events channel, notice, history max length, then history field/value pairs.
 // On success it sets the version and clears progress; on failure it only drops the current task.
+//
+// Redis does not undo a script's earlier writes when a later command fails, so on Redis 7 and later
+// the script first asks the ACL whether every command it will run is allowed: a user missing one (say
+// XADD or PUBLISH) gets a NOPERM error and nothing is written, rather than a version recorded without
+// its history entry or notice.
 var recordScript = redis.NewScript(`
 if redis.call("get", KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.acl_check_cmd then
+  local allowed = redis.acl_check_cmd("set", KEYS[2], "v") and redis.acl_check_cmd("del", KEYS[4])
+    and redis.acl_check_cmd("hdel", KEYS[4], "current") and redis.acl_check_cmd("xadd", KEYS[3], "*", "f", "v")
+    and redis.acl_check_cmd("publish", ARGV[3], "m")
+  if not allowed then
+    return redis.error_reply("NOPERM this user has no permissions to run every command of the record (SET, DEL, HDEL, XADD, PUBLISH on the gate's keys and channel): nothing recorded")
+  end
+end
 if ARGV[2] ~= "" then
   redis.call("set", KEYS[2], ARGV[2])
   redis.call("del", KEYS[4])
