@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -67,7 +68,7 @@ func decodeSQL(node *yaml.Node, lc LoadContext) (Task, error) {
 	}
 	for i, path := range f.Files {
 		field := fmt.Sprintf("files[%d]", i)
-		data, err := os.ReadFile(path)
+		data, err := readSQLFile(path)
 		switch {
 		case path == "":
 			errs = append(errs, Fieldf(field, "empty path"))
@@ -322,4 +323,21 @@ func parseProblem(err error, dsn string) string {
 		msg = strings.ReplaceAll(msg, dsn, RedactDSN(dsn))
 	}
 	return msg
+}
+
+// maxSQLFile bounds one SQL file: migrations are kilobytes, and the bound keeps a wrong path (a log,
+// /dev/zero) from taking the gate's memory before any lock is taken.
+const maxSQLFile = 16 << 20
+
+func readSQLFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxSQLFile+1))
+	if err == nil && len(data) > maxSQLFile {
+		err = fmt.Errorf("larger than %d MiB", maxSQLFile>>20)
+	}
+	return data, err
 }

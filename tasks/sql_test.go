@@ -264,3 +264,11 @@ func writeFile(t *testing.T, dir, name, text string) {
 		t.Fatal(err)
 	}
 }
+
+func TestSQLFileThatNeverEndsIsRefusedAtLoad(t *testing.T) {
+	_, err := Parse([]byte("tasks:\n  - name: endless\n    sql: {dsn: 'postgres://u@127.0.0.1:1/db', files: [/dev/zero]}\n"), "t.yaml", LoadContext{Getenv: func(string) string { return "" }})
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Task != "endless" || fe.Field != "sql.files[0]" || !strings.Contains(err.Error(), "larger than 16 MiB") {
+		t.Fatalf("err = %v, want a files[0] error saying the file is too large", err)
+	}
+}
