@@ -37,7 +37,7 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 	target := r.cfg.Version
 	v, err := r.rdb.Get(ctx, r.keys.Version).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return Result{}, fmt.Errorf("%w: double-check version: %v", ErrUnreachable, err)
+		return Result{}, redisErr(ctx, "double-check version", err)
 	}
 	if v == target && !r.cfg.Force {
 		log.Info("version recorded by another replica meanwhile, releasing the lock")
@@ -58,7 +58,7 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 	}
 	token, err := lk.Fence(ctx)
 	if err != nil {
-		return Result{}, fmt.Errorf("%w: %v", ErrUnreachable, err)
+		return Result{}, redisErr(ctx, "take a fencing token", err)
 	}
 	log = log.With("holder", r.cfg.Holder, "fencing_token", token)
 	runCtx, stopKeeper := lk.Keep(ctx, log)
@@ -74,9 +74,12 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 	env := tasks.Env{FromVersion: recorded, ToVersion: target, FencingToken: token, Getenv: r.getenv, Redis: r.rdb, GateTag: r.keys.Tag}
 	for i, s := range r.specs {
 		if err := r.runTask(runCtx, log, lk, env, i, s, done, recorded); err != nil {
-			if runCtx.Err() != nil {
-				log.Error("run stopped, nothing recorded", "task", s.Name, "err", context.Cause(runCtx))
-				return Result{}, context.Cause(runCtx)
+			var se *stateError
+			if runCtx.Err() != nil || errors.As(err, &se) {
+				// Stopped (lock lost, signal) or unable to write progress: not the task's fault.
+				err = r.lostOr(runCtx, err)
+				log.Error("run stopped, nothing recorded", "task", s.Name, "err", err)
+				return Result{}, err
 			}
 			entry.Finished, entry.Outcome, entry.Task, entry.Error = time.Now().UTC(), OutcomeFailed, s.Name, err.Error()
 			if ok, rerr := record(runCtx, r.rdb, r.keys, lk, entry); rerr != nil || !ok {
@@ -150,13 +153,36 @@ func (r *Runner) runTask(ctx context.Context, log *slog.Logger, lk *lock.Lock, e
 	return r.progress(ctx, lk, false, donePrefix+s.Name, string(mark))
 }
 
-// progress writes progress fields, fenced; a lock that is no longer ours is ErrLost.
+// progress writes progress fields, fenced; a lock that is no longer ours is ErrLost. Its errors are
+// stateErrors, so that a failed write is never taken for a failed task.
 func (r *Runner) progress(ctx context.Context, lk *lock.Lock, reset bool, kv ...string) error {
 	ok, err := writeProgress(ctx, r.rdb, r.keys, lk, reset, kv...)
 	if err == nil && !ok {
 		err = fmt.Errorf("%w: the lock was no longer ours when writing progress", lock.ErrLost)
 	}
-	return err
+	if err != nil {
+		return &stateError{err: err}
+	}
+	return nil
+}
+
+// stateError is a failure to write the gate's own state while holding the lock.
+type stateError struct{ err error }
+
+func (e *stateError) Error() string { return e.err.Error() }
+func (e *stateError) Unwrap() error { return e.err }
+
+// redisErr classifies a Redis error met while holding the lock before any task ran: the run's own
+// cancellation (a signal) when there is one, refused permissions, else Redis unreachable.
+func redisErr(ctx context.Context, what string, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return context.Cause(ctx)
+	case redisconn.IsAuthError(err):
+		return fmt.Errorf("%w: %s: %v", ErrAuth, what, err)
+	default:
+		return fmt.Errorf("%w: %s: %v", ErrUnreachable, what, err)
+	}
 }
 
 // resume reads the progress of an earlier attempt for the same target version and returns the tasks
@@ -185,12 +211,11 @@ func (r *Runner) checkCooldown(ctx context.Context, log *slog.Logger) error {
 	if r.cfg.FailureCooldown <= 0 {
 		return nil
 	}
-	msgs, err := r.rdb.XRevRangeN(ctx, r.keys.History, "+", "-", 50).Result()
+	entries, err := r.History(ctx, 50)
 	if err != nil {
-		return fmt.Errorf("%w: read history: %v", ErrUnreachable, err)
+		return redisErr(ctx, "read history", err)
 	}
-	for _, m := range msgs {
-		e := entryFromStream(m)
+	for _, e := range entries {
 		if e.Version != r.cfg.Version {
 			continue
 		}

@@ -224,3 +224,22 @@ func TestRedisStartingLateIsWaitedFor(t *testing.T) {
 		t.Fatalf("run: %v", out.err)
 	}
 }
+
+func TestProgressThatCannotBeWrittenIsNotATaskFailure(t *testing.T) {
+	h := newHarness(t)
+	// The task succeeds, but the lock is no longer ours when its progress is written.
+	r, logs := h.runner([]tasks.Spec{spec("migrate", func(context.Context, tasks.Env) error {
+		return h.rdb.Set(context.Background(), h.keys.Lock, "someone-else", 0).Err()
+	})}, "MAINTENANCE_FAILURE_COOLDOWN", "1h")
+	_, err := r.Run(context.Background())
+	var te *TaskError
+	if !errors.Is(err, lock.ErrLost) || errors.As(err, &te) {
+		t.Fatalf("err = %v, want lock lost and no task failure", err)
+	}
+	if n := len(h.history()); n != 0 {
+		t.Errorf("history has %d entries: a successful task was blamed", n)
+	}
+	if strings.Contains(logs.String(), "task failed") {
+		t.Error("log says the task failed")
+	}
+}

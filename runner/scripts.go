@@ -29,7 +29,9 @@ return 1
 // nothing recorded), events channel, notice, history max length, then history field/value pairs.
 // On success it sets the version and clears progress; on failure it only drops the current task.
 //
-// Redis does not undo a script's earlier writes when a later command fails, so on Redis 7 and later
+// Redis does not undo a script's earlier writes when a later command fails. The history entry is
+// written first (it is the command most likely to fail, on a wrongly typed key), the version after
+// it, the notice last. On Redis 7 and later
 // the script first asks the ACL whether every command it will run is allowed: a user missing one (say
 // XADD or PUBLISH) gets a NOPERM error and nothing is written, rather than a version recorded without
 // its history entry or notice.
@@ -43,15 +45,15 @@ if redis.acl_check_cmd then
     return redis.error_reply("NOPERM this user has no permissions to run every command of the record (SET, DEL, HDEL, XADD, PUBLISH on the gate's keys and channel): nothing recorded")
   end
 end
+local fields = {}
+for i = 6, #ARGV do fields[#fields+1] = ARGV[i] end
+redis.call("xadd", KEYS[3], "MAXLEN", "~", ARGV[5], "*", unpack(fields))
 if ARGV[2] ~= "" then
   redis.call("set", KEYS[2], ARGV[2])
   redis.call("del", KEYS[4])
 else
   redis.call("hdel", KEYS[4], "current")
 end
-local fields = {}
-for i = 6, #ARGV do fields[#fields+1] = ARGV[i] end
-redis.call("xadd", KEYS[3], "MAXLEN", "~", ARGV[5], "*", unpack(fields))
 redis.call("publish", ARGV[3], ARGV[4])
 return 1
 `)
