@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"log/slog"
 	"text/tabwriter"
 	"time"
@@ -35,6 +36,9 @@ func cmdStatus(ctx context.Context, args []string, getenv func(string) string, s
 	if done, err := parseFlags(fs, args, "status [--json] [-n N]", stdout); done || err != nil {
 		return err
 	}
+	if *n <= 0 {
+		return &usageError{msg: "status: -n must be positive"}
+	}
 	r, log, err := inspect(ctx, getenv, stderr)
 	if err != nil {
 		return err
@@ -60,7 +64,7 @@ func cmdStatus(ctx context.Context, args []string, getenv func(string) string, s
 		fmt.Fprintf(w, "task:\t%s %s, running for %s\n", st.Current.Step, st.Current.Task, ago(st.Current.Started))
 	}
 	if st.Progress != nil {
-		fmt.Fprintf(w, "progress:\tversion %s, fencing token %d, done: %s\n", st.Progress.Version, st.Progress.FencingToken, orNone(joinNames(st.Progress.Done), "none"))
+		fmt.Fprintf(w, "progress:\tversion %s, fencing token %d, done: %s\n", st.Progress.Version, st.Progress.FencingToken, orNone(strings.Join(st.Progress.Done, ", "), "none"))
 	}
 	if err := w.Flush(); err != nil {
 		return err
@@ -104,14 +108,3 @@ func podSuffix(pod string) string {
 }
 
 func ago(t time.Time) time.Duration { return time.Since(t).Round(time.Second) }
-
-func joinNames(names []string) string {
-	out := ""
-	for i, n := range names {
-		if i > 0 {
-			out += ", "
-		}
-		out += n
-	}
-	return out
-}

@@ -103,7 +103,8 @@ func loadConfig(getenv func(string) string, inspect bool) (*config.Config, error
 // loadTasks loads the task list: the file of MAINTENANCE_TASKS_FILE, else the command after "--".
 func loadTasks(cfg *config.Config, argv []string, getenv func(string) string) ([]tasks.Spec, error) {
 	if cfg.TasksFile != "" && len(argv) > 0 {
-		return nil, &usageError{msg: "both MAINTENANCE_TASKS_FILE and a command after -- are given: choose one"}
+		return nil, &config.Error{Problems: []config.Problem{{Var: "MAINTENANCE_TASKS_FILE",
+			Problem: "set, and a command is given after -- as well: choose one"}}}
 	}
 	if len(argv) > 0 {
 		return tasks.FromArgs(argv), nil

@@ -188,3 +188,13 @@ func TestRunDryRunFlagPrintsThePlanAndRecordsNothing(t *testing.T) {
 		t.Error("dry run recorded or took the lock")
 	}
 }
+
+func TestAMistypedCommandIsAUsageErrorNotATask(t *testing.T) {
+	env := map[string]string{"PEERDB_DEPLOYMENT_VERSION": "1", "REDIS_URL": "redis://127.0.0.1:1/0"}
+	for _, args := range [][]string{{"stauts"}, {"run", "true"}, {"--"}, {"--", ""}, {"--dry-run", "x"}} {
+		code, _, stderr := runIn(t, env, args...)
+		if code != 2 || !strings.Contains(stderr, "peerdb-maintenance:") {
+			t.Errorf("%q: exit %d, stderr %q; want a usage error (2)", args, code, stderr)
+		}
+	}
+}

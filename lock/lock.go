@@ -47,9 +47,6 @@ func New(client redis.UniversalClient, key, fenceKey string, ttl time.Duration) 
 	return &Locker{client: client, rl: redislock.New(client), key: key, fenceKey: fenceKey, ttl: ttl}
 }
 
-// TTL returns the lock's time to live.
-func (l *Locker) TTL() time.Duration { return l.ttl }
-
 // Obtain tries once to take the lock. It returns ErrNotObtained when another holder has it.
 func (l *Locker) Obtain(ctx context.Context, h Holder) (*Lock, error) {
 	meta, err := json.Marshal(h)
@@ -123,9 +120,6 @@ type Lock struct {
 	// lost is set when the keeper cancels the run because the lock is no longer ours.
 	lost atomic.Bool
 }
-
-// Key returns the lock's Redis key.
-func (lk *Lock) Key() string { return lk.locker.key }
 
 // Value returns the full lock value. Fenced scripts compare it with the key's value to check that
 // the lock is still ours.

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"time"
 
@@ -183,7 +182,7 @@ func (r *Runner) readVersion(ctx context.Context) (string, error) {
 			r.log.Warn("Redis not reachable yet, retrying", "redis", r.cfg.Redis.String(), "attempt", attempt,
 				"left_ms", left.Milliseconds(), "err", err)
 		}
-		sleep := min(backoff/2+rand.N(backoff/2+1), left)
+		sleep := min(jitter(backoff), left)
 		backoff = min(backoff*2, 5*time.Second)
 		select {
 		case <-ctx.Done():

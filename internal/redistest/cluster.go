@@ -34,8 +34,8 @@ func StartCluster(t testing.TB, n int) *Cluster {
 		s.args = []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 			"--dir", s.Dir, "--logfile", filepath.Join(s.Dir, "redis.log"),
 			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}
-		s.start()
 		t.Cleanup(s.Kill)
+		s.start()
 		c.Nodes = append(c.Nodes, s)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -66,8 +66,8 @@ func Start(t testing.TB, extra ...string) *Server {
 	s := &Server{t: t, Port: port, Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: t.TempDir()}
 	s.args = append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", s.Dir, "--logfile", filepath.Join(s.Dir, "redis.log")}, extra...)
+	t.Cleanup(s.Kill) // before start: a server that never gets ready is killed too
 	s.start()
-	t.Cleanup(s.Kill)
 	return s
 }
 

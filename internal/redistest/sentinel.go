@@ -48,8 +48,8 @@ sentinel parallel-syncs %s 1
 		t.Fatal(err)
 	}
 	s.args = []string{conf, "--sentinel"}
-	s.start()
 	t.Cleanup(s.Kill)
+	s.start()
 	st := &Sentinel{t: t, Master: master, Replica: replica, Sentinel: s}
 	ctx := context.Background()
 	Eventually(t, 30*time.Second, func() bool { return st.replicaReady(ctx) },
