@@ -173,6 +173,11 @@ echo $$ > "$DIR/pid"; touch "$DIR/started"; echo first >> "$DIR/runs"; exec slee
 	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	// The killed holder's task goes with it, so the next holder never runs beside an orphan.
+	pidBytes, _ := os.ReadFile(filepath.Join(dir, "pid"))
+	taskPid, _ := strconv.Atoi(strings.TrimSpace(string(pidBytes)))
+	redistest.Eventually(t, 10*time.Second, func() bool { return taskPid > 0 && syscall.Kill(taskPid, 0) != nil },
+		"the killed holder's task (pid %d) is still running", taskPid)
 	if code := b.wait(t); code != 0 {
 		t.Fatalf("second replica exited %d:\n%s", code, b.stderr)
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -67,6 +68,12 @@ func (e *Exec) Run(ctx context.Context, env Env) error {
 	cmd := exec.Command(e.Command[0], e.Command[1:]...)
 	cmd.Dir = e.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A gate killed with SIGKILL takes its command along (outside a container nothing else would), so
+	// that the next holder never runs the same task beside an orphan. The death signal is tied to
+	// the thread that starts the command: keep this goroutine on it until the command is reaped.
+	setDeathSignal(cmd.SysProcAttr)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	cmd.Env = os.Environ()
 	for k, v := range e.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
