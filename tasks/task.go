@@ -5,6 +5,7 @@ package tasks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -99,4 +100,34 @@ func (e *FieldError) Error() string {
 // Fieldf returns a FieldError for a kind decoder; the loader fills in the task name and prefixes the kind.
 func Fieldf(field, format string, args ...any) *FieldError {
 	return &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)}
+}
+
+// decodeKind decodes a kind's mapping into v with DecodeStrict. Unknown fields and wrong types are
+// reported, and decoding goes on, so that the caller can still check the other fields and report
+// every problem at once; ok is false only when node is not a mapping at all.
+func decodeKind(node *yaml.Node, v any) (errs []error, ok bool) {
+	if node.Kind != yaml.MappingNode {
+		return []error{Fieldf("", "line %d: expected a mapping", node.Line)}, false
+	}
+	if err := DecodeStrict(node, v); err != nil {
+		return []error{err}, true
+	}
+	return nil, true
+}
+
+// problem returns a FieldError's problem, or the error's text.
+func problem(err error) string {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return fe.Problem
+	}
+	return err.Error()
+}
+
+// getenv reads the environment through lc.Getenv, or finds nothing when it is not set.
+func (lc LoadContext) getenv(name string) string {
+	if lc.Getenv != nil {
+		return lc.Getenv(name)
+	}
+	return ""
 }
