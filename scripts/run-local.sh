@@ -11,6 +11,8 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 if [[ -z ${REDIS_URL:-} ]]; then
   if port_open 6379; then
     REDIS_URL=redis://127.0.0.1:6379/0
+  elif port_open 16379; then
+    REDIS_URL=redis://127.0.0.1:16379/0   # the one an earlier make run started
   else
     if ! command -v redis-server >/dev/null 2>&1; then
       scripts/test-deps.sh
@@ -20,6 +22,7 @@ if [[ -z ${REDIS_URL:-} ]]; then
     redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" --daemonize yes \
       --logfile "$dir/redis.log" --pidfile "$dir/redis.pid"
     for _ in $(seq 50); do port_open "$port" && break; sleep 0.1; done
+    port_open "$port" || { echo "redis-server did not start: see $dir/redis.log" >&2; exit 1; }
     echo "started redis-server on 127.0.0.1:$port (stop it with: kill \$(cat $dir/redis.pid))" >&2
     REDIS_URL=redis://127.0.0.1:$port/0
   fi
