@@ -123,7 +123,7 @@ Usage:
 Every command takes --help. Configuration is read from the environment (PEERDB_DEPLOYMENT_VERSION,
 REDIS_URL, MAINTENANCE_*); see the README.
 
-Exit codes: 0 done or nothing to do, 1 task failed, 2 bad configuration or usage or Redis credentials,
+Exit codes: 0 done or nothing to do, 1 task failed, 2 bad configuration, usage, Redis credentials or certificate,
 3 timed out (Redis unreachable, or waiting for another replica), 4 lock lost, 5 downgrade refused,
 130/143 interrupted by SIGINT/SIGTERM.
 `)
