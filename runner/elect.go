@@ -184,23 +184,3 @@ func (r *Runner) logWaiting(ctx context.Context, log *slog.Logger, waitStart tim
 	}
 	log.Info(msg, attrs...)
 }
-
-// Current is the task a holder is running, as published in the progress hash.
-type Current struct {
-	Step    string    `json:"step"` // "3/6"
-	Task    string    `json:"task"`
-	Started time.Time `json:"started"`
-	Holder  string    `json:"holder"`
-}
-
-func (r *Runner) currentTask(ctx context.Context) *Current {
-	v, err := r.rdb.HGet(ctx, r.keys.Progress, "current").Result()
-	if err != nil {
-		return nil
-	}
-	var c Current
-	if json.Unmarshal([]byte(v), &c) != nil {
-		return nil
-	}
-	return &c
-}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -17,15 +16,6 @@ import (
 	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
 )
-
-// Progress hash fields: "version" (the target), "fencing_token" (the latest holder's), "current" (the
-// running task, for waiters) and "done:<task>" for every task finished for that version.
-const donePrefix = "done:"
-
-type doneMark struct {
-	Finished     time.Time `json:"finished"`
-	FencingToken int64     `json:"fencing_token"`
-}
 
 // hold is steps 5 (taken) to 9: double check, cooldown, fencing token, keeper, tasks, record, release.
 func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk *lock.Lock, recorded string) (Result, error) {
@@ -188,19 +178,17 @@ func redisErr(ctx context.Context, what string, err error) error {
 // resume reads the progress of an earlier attempt for the same target version and returns the tasks
 // it finished. Progress of another version is discarded.
 func (r *Runner) resume(ctx context.Context, lk *lock.Lock, token int64) (map[string]bool, error) {
-	p, err := r.rdb.HGetAll(ctx, r.keys.Progress).Result()
+	p, err := r.readProgress(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read progress: %w", err)
+		return nil, err
 	}
 	tok := strconv.FormatInt(token, 10)
-	if p["version"] != r.cfg.Version || r.cfg.Force {
+	if p == nil || p.Version != r.cfg.Version || r.cfg.Force {
 		return map[string]bool{}, r.progress(ctx, lk, true, "version", r.cfg.Version, "fencing_token", tok)
 	}
 	done := map[string]bool{}
-	for k := range p {
-		if name, ok := strings.CutPrefix(k, donePrefix); ok {
-			done[name] = true
-		}
+	for _, name := range p.Done {
+		done[name] = true
 	}
 	return done, r.progress(ctx, lk, false, "fencing_token", tok)
 }

@@ -26,14 +26,14 @@ type Plan struct {
 // plan prints what a run would do and changes nothing: no lock, no write.
 func (r *Runner) plan(ctx context.Context, recorded string) (Result, error) {
 	p := Plan{Version: r.cfg.Version, Previous: recorded, Steps: []PlanStep{}}
-	progress, err := r.rdb.HGetAll(ctx, r.keys.Progress).Result()
+	progress, err := r.readProgress(ctx)
 	if err != nil {
-		return Result{}, fmt.Errorf("read progress: %w", err)
+		return Result{}, err
 	}
-	resuming := progress["version"] == r.cfg.Version && !r.cfg.Force
+	resuming := progress != nil && progress.Version == r.cfg.Version && !r.cfg.Force
 	for _, s := range r.specs {
 		step := PlanStep{Task: s.Name, Kind: s.Kind, Action: "run"}
-		if _, ok := progress[donePrefix+s.Name]; ok && resuming {
+		if resuming && progress.IsDone(s.Name) {
 			step.Action, step.Reason = "done", "finished by an earlier attempt for this version"
 		} else if ok, reason, _ := s.When.Match(recorded, r.cfg.Version); !ok {
 			step.Action, step.Reason = "skip", reason

@@ -2,11 +2,7 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
@@ -30,13 +26,6 @@ type Status struct {
 	History  []Entry    `json:"history"`
 }
 
-// Progress is the progress record of a version in progress.
-type Progress struct {
-	Version      string   `json:"version"`
-	FencingToken int64    `json:"fencing_token"`
-	Done         []string `json:"done"`
-}
-
 // Status reads the gate's state with a few read-only commands; it takes no lock.
 func (r *Runner) Status(ctx context.Context, historyN int64) (*Status, error) {
 	v, err := r.readVersion(ctx)
@@ -51,26 +40,11 @@ func (r *Runner) Status(ctx context.Context, historyN int64) (*Status, error) {
 	if h != nil {
 		st.Lock = &LockState{Holder: *h, TTL: ttl, TTLMillis: ttl.Milliseconds()}
 	}
-	p, err := r.rdb.HGetAll(ctx, r.keys.Progress).Result()
-	if err != nil {
-		return nil, fmt.Errorf("read progress: %w", err)
+	if st.Progress, err = r.readProgress(ctx); err != nil {
+		return nil, err
 	}
-	if len(p) > 0 {
-		pr := &Progress{Version: p["version"], Done: []string{}}
-		pr.FencingToken, _ = strconv.ParseInt(p["fencing_token"], 10, 64)
-		for k := range p {
-			if name, ok := strings.CutPrefix(k, donePrefix); ok {
-				pr.Done = append(pr.Done, name)
-			}
-		}
-		sort.Strings(pr.Done)
-		st.Progress = pr
-		if c, ok := p["current"]; ok && st.Lock != nil {
-			var cur Current
-			if json.Unmarshal([]byte(c), &cur) == nil {
-				st.Current = &cur
-			}
-		}
+	if st.Progress != nil && st.Lock != nil {
+		st.Current = st.Progress.Current
 	}
 	st.History, err = r.History(ctx, historyN)
 	return st, err
