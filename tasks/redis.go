@@ -8,13 +8,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/keys"
+
 	"github.com/redis/go-redis/v9"
 	"go.yaml.in/yaml/v3"
 )
 
 // DefaultGateTag is the hash tag of the default gate's keys, used to check patterns when the loader
 // is not told the gate's own tag.
-const DefaultGateTag = "{peerdb:maintenance:default}"
+var DefaultGateTag = keys.For("peerdb:maintenance", "default").Tag
 
 // DefaultRedisBatch is how many keys one SCAN asks for, and one UNLINK round trip removes.
 const DefaultRedisBatch = 500
