@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
 )
 
@@ -294,5 +295,18 @@ func TestDryRunPlanInJSONShowsDoneSkippedAndRun(t *testing.T) {
 	}
 	if h.exists(h.keys.Lock) || h.exists(h.keys.Fence) || h.get(h.keys.Version) != "1.0.0" {
 		t.Error("dry run changed something")
+	}
+}
+
+func TestGateRunsOverAUnixSocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "redis.sock")
+	h := newHarness(t)
+	srv := redistest.Start(t, "--unixsocket", sock, "--unixsocketperm", "700")
+	r, _ := h.runner(nil, "REDIS_URL", "unix://"+sock+"?db=0")
+	if _, err := r.Run(context.Background()); err != nil {
+		t.Fatalf("run over unix://: %v", err)
+	}
+	if v, _ := srv.Client().Get(context.Background(), h.keys.Version).Result(); v != "1.1.0" {
+		t.Errorf("version over the unix socket = %q", v)
 	}
 }
