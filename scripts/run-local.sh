@@ -15,7 +15,12 @@ if [[ -z ${REDIS_URL:-} ]]; then
     REDIS_URL=redis://127.0.0.1:16379/0   # the one an earlier make run started
   else
     if ! command -v redis-server >/dev/null 2>&1; then
-      scripts/test-deps.sh
+      if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+      else
+        echo "no Redis on 127.0.0.1:6379 and no redis-server: install it (sudo apt-get install redis-server) or set REDIS_URL" >&2
+        exit 1
+      fi
     fi
     port=16379
     dir=$(mktemp -d)
