@@ -26,6 +26,8 @@ type Server struct {
 	args []string
 	cmd  *exec.Cmd
 	done chan struct{}
+	// dial connects for the readiness check; nil means plain TCP.
+	dial func() (net.Conn, error)
 }
 
 // Binary returns the path of redis-server, skipping the test when it is missing (failing under CI).
@@ -93,7 +95,7 @@ func (s *Server) WaitReady() {
 			s.t.Fatalf("redis-server exited at start:\n%s", log)
 		default:
 		}
-		c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+		c, err := s.dialer()()
 		if err == nil {
 			_ = c.SetDeadline(time.Now().Add(time.Second))
 			_, _ = c.Write([]byte("PING\r\n"))
@@ -107,6 +109,14 @@ func (s *Server) WaitReady() {
 		time.Sleep(20 * time.Millisecond)
 	}
 	s.t.Fatalf("redis-server on %s did not answer within 10s", s.Addr)
+}
+
+// dialer returns how WaitReady connects: plain TCP unless the server speaks only TLS.
+func (s *Server) dialer() func() (net.Conn, error) {
+	if s.dial != nil {
+		return s.dial
+	}
+	return func() (net.Conn, error) { return net.DialTimeout("tcp", s.Addr, time.Second) }
 }
 
 // Kill stops the server with SIGKILL and waits for it to exit. Killing a dead server does nothing.

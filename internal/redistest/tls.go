@@ -11,10 +11,8 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -109,8 +107,8 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 
 // StartTLS runs a redis-server that speaks only TLS, on a free loopback port, with the server
 // certificate of files. With clientAuth it refuses clients without a certificate signed by the CA.
-// It waits until the server answers a PING over TLS and is killed when the test ends. Restart is not
-// supported for TLS servers.
+// It waits until the server answers a PING over TLS, restarts like any Server, and is killed when the
+// test ends.
 func StartTLS(t testing.TB, files TLSFiles, clientAuth bool, extra ...string) *Server {
 	t.Helper()
 	Binary(t)
@@ -124,51 +122,27 @@ func StartTLS(t testing.TB, files TLSFiles, clientAuth bool, extra ...string) *S
 		"--tls-cert-file", files.ServerCert, "--tls-key-file", files.ServerKey, "--tls-ca-cert-file", files.CA,
 		"--tls-auth-clients", auth, "--save", "", "--appendonly", "no",
 		"--dir", s.Dir, "--logfile", filepath.Join(s.Dir, "redis.log")}, extra...)
-	s.cmd = exec.Command(Binary(t), s.args...)
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	s.done = make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(s.cmd, s.done)
+	s.dial = tlsDialer(t, s.Addr, files)
 	t.Cleanup(s.Kill)
-	s.waitReadyTLS(files)
+	s.start()
 	return s
 }
 
-// waitReadyTLS is WaitReady over TLS, presenting the client certificate.
-func (s *Server) waitReadyTLS(files TLSFiles) {
-	s.t.Helper()
+// tlsDialer connects over TLS, presenting the client certificate, for the readiness check.
+func tlsDialer(t testing.TB, addr string, files TLSFiles) func() (net.Conn, error) {
+	t.Helper()
 	caPEM, err := os.ReadFile(files.CA)
 	if err != nil {
-		s.t.Fatalf("read CA: %v", err)
+		t.Fatalf("read CA: %v", err)
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	cert, err := tls.LoadX509KeyPair(files.ClientCert, files.ClientKey)
 	if err != nil {
-		s.t.Fatalf("load client certificate: %v", err)
+		t.Fatalf("load client certificate: %v", err)
 	}
 	cfg := &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.done:
-			log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
-			s.t.Fatalf("redis-server exited at start:\n%s", log)
-		default:
-		}
-		c, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", s.Addr, cfg)
-		if err == nil {
-			_ = c.SetDeadline(time.Now().Add(time.Second))
-			_, _ = c.Write([]byte("PING\r\n"))
-			buf := make([]byte, 64)
-			n, _ := c.Read(buf)
-			c.Close()
-			if n > 0 && !strings.HasPrefix(string(buf[:n]), "-LOADING") {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
+	return func() (net.Conn, error) {
+		return tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, cfg)
 	}
-	s.t.Fatalf("redis-server (TLS) on %s did not answer within 10s", s.Addr)
 }
