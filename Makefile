@@ -15,9 +15,10 @@ build:
 run: build
 	scripts/run-local.sh $(BIN)
 
-## test: install what the tests need when missing, then vet and run every test with the race detector
+## test: install what the tests need when missing, then check formatting, vet, and run every test with the race detector
 test:
 	scripts/test-deps.sh
+	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "not gofmt-ed: $$unformatted" >&2; exit 1; fi
 	go vet ./...
 	go test -race -count=1 -timeout 20m ./...
 

@@ -6,8 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"log/slog"
+	"strings"
 	"text/tabwriter"
 	"time"
 

@@ -65,7 +65,9 @@ func TestGoodValuesAreAccepted(t *testing.T) {
 		{"a git SHA is a deployment version too", map[string]string{"PEERDB_DEPLOYMENT_VERSION": "3f2c9ab"},
 			func(c *config.Config) bool { return c.Version == "3f2c9ab" }},
 		{"a rediss URL is TLS standalone", map[string]string{"REDIS_URL": "rediss://:pw@redis.internal:6380/2"},
-			func(c *config.Config) bool { return c.Redis.Mode == "standalone" && c.RedisURL == "rediss://:pw@redis.internal:6380/2" }},
+			func(c *config.Config) bool {
+				return c.Redis.Mode == "standalone" && c.RedisURL == "rediss://:pw@redis.internal:6380/2"
+			}},
 		{"a unix socket URL is standalone", map[string]string{"REDIS_URL": "unix:///run/redis.sock?db=1"},
 			func(c *config.Config) bool { return c.Redis.Mode == "standalone" }},
 		{"a master_name URL in auto mode is sentinel", map[string]string{"REDIS_URL": "redis://sentinel:26379/0?master_name=mymaster"},
@@ -79,7 +81,9 @@ func TestGoodValuesAreAccepted(t *testing.T) {
 		{"a CA file for a rediss URL", map[string]string{"REDIS_URL": "rediss://127.0.0.1:6380", "REDIS_CA_FILE": files.CA},
 			func(c *config.Config) bool { return c.RedisCAFile == files.CA }},
 		{"a client certificate and key for a rediss URL", map[string]string{"REDIS_URL": "rediss://127.0.0.1:6380", "REDIS_CERT_FILE": files.ClientCert, "REDIS_KEY_FILE": files.ClientKey},
-			func(c *config.Config) bool { return c.RedisCertFile == files.ClientCert && c.RedisKeyFile == files.ClientKey }},
+			func(c *config.Config) bool {
+				return c.RedisCertFile == files.ClientCert && c.RedisKeyFile == files.ClientKey
+			}},
 		{"a gate name with dots and dashes", map[string]string{"MAINTENANCE_NAME": "pre-upgrade.v2"},
 			func(c *config.Config) bool { return c.Name == "pre-upgrade.v2" }},
 		{"a key prefix with colons", map[string]string{"MAINTENANCE_KEY_PREFIX": "acme:peerdb:gate"},
