@@ -198,3 +198,28 @@ func TestAMistypedCommandIsAUsageErrorNotATask(t *testing.T) {
 		}
 	}
 }
+
+func TestTheREADMETaskExampleIsValid(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := strings.Index(string(readme), "tasks:\n  - name: wait-flow-api")
+	if start < 0 {
+		t.Fatal("README has no task example starting with wait-flow-api")
+	}
+	end := strings.Index(string(readme)[start:], "```")
+	path := filepath.Join(t.TempDir(), "readme-tasks.yaml")
+	if err := os.WriteFile(path, readme[start:start+end], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runIn(t, map[string]string{"HOOK_TOKEN": "x", "PEERDB_CATALOG_DSN": "postgres://u@h/db"}, "validate", path)
+	if code != 0 {
+		t.Fatalf("the README's task example does not validate:\n%s", stderr)
+	}
+	for _, kind := range []string{"(peerdb", "(sql", "(exec", "(http", "(redis"} {
+		if !strings.Contains(out, kind) {
+			t.Errorf("the README's example has no %s task:\n%s", kind[1:], out)
+		}
+	}
+}
