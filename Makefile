@@ -17,10 +17,7 @@ run: build
 
 ## test: install what the tests need when missing, then check formatting, vet, and run every test with the race detector
 test:
-	scripts/test-deps.sh
-	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "not gofmt-ed: $$unformatted" >&2; exit 1; fi
-	go vet ./...
-	go test -race -count=1 -timeout 20m ./...
+	scripts/test.sh
 
 ## bench: measure fast path, startup storm, takeover, size and memory against their targets; writes BENCHMARKS.md (needs redis-server)
 bench:

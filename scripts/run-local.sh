@@ -4,7 +4,12 @@
 # Run it twice: the second run takes the fast path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${1:-bin/peerdb-maintenance}
+bin=${1:-}
+if [[ -z $bin ]]; then
+  # Built as `make build` builds it, so that this script needs nothing but Go and bash.
+  bin=bin/peerdb-maintenance
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin" .
+fi
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
