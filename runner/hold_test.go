@@ -3,7 +3,6 @@ package runner
 import (
 	"context"
 	"errors"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -196,14 +195,9 @@ func TestWrongPasswordFailsAtOnceAsAuthError(t *testing.T) {
 
 func TestUnreachableRedisTimesOut(t *testing.T) {
 	h := newHarness(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := redistest.FreePort(t) // nothing listens there: connections are refused
 	r, logs := h.runner(nil, "REDIS_URL", "redis://127.0.0.1:"+strconv.Itoa(port)+"/0", "MAINTENANCE_CONNECT_TIMEOUT", "1s")
-	_, err = r.Run(context.Background())
+	_, err := r.Run(context.Background())
 	if !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("err = %v, want Redis unreachable", err)
 	}

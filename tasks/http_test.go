@@ -6,15 +6,17 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
 )
 
 // fastBackoff keeps retry tests quick.
@@ -126,17 +128,12 @@ func TestHTTPRetries5xxUntilTheServerRecovers(t *testing.T) {
 }
 
 func TestHTTPRefusedConnectionIsRetriedUntilTheTaskTimeout(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // nothing listens there now: connections are refused
+	addr := "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t)) // nothing listens there: connections are refused
 	h := loadHTTP(t, `{url: "http://`+addr+`/"}`, nil)
 	env, log := runEnv(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	err = h.Run(ctx, env)
+	err := h.Run(ctx, env)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("want the task timeout, got %v", err)
 	}

@@ -4,12 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/flowapitest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
 )
 
 // These tests run against flowapitest, a stand-in for flow-api's HTTP gateway that speaks its
@@ -174,17 +175,12 @@ func TestPeerDBTimeoutWhileWaitingReportsTheLastPhaseSeen(t *testing.T) {
 }
 
 func TestPeerDBRefusedConnectionIsWaitedOutUntilTheTaskTimeout(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t)) // nothing listens there: connections are refused
 	p := loadPeerDB(t, `{action: wait-ready, url: "http://`+addr+`", poll_interval: 5ms}`, nil)
 	env, log := runEnv(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	err = p.Run(ctx, env)
+	err := p.Run(ctx, env)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("want the task timeout after refused connections, got %v", err)
 	}

@@ -3,7 +3,6 @@ package tasks
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -208,17 +207,12 @@ func TestSQLWaitsForPostgreSQLToStartWithinTheTaskTimeout(t *testing.T) {
 }
 
 func TestSQLRefusedConnectionFailsAtTheTaskTimeoutWithoutThePassword(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t)) // nothing listens there: connections are refused
 	s := loadSQL(t, `{dsn: "postgres://peerdb:hunter2-secret@`+addr+`/peerdb?sslmode=disable", statements: ["SELECT 1"]}`, nil)
 	env, log := runEnv(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	err = s.Run(ctx, env)
+	err := s.Run(ctx, env)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("want the task timeout after refused connections, got %v", err)
 	}
