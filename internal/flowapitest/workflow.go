@@ -1,0 +1,165 @@
+package flowapitest
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// The workflow ids the API answers with.
+const (
+	StartWorkflow = "start-maintenance"
+	EndWorkflow   = "end-maintenance"
+)
+
+// The phases of GET /v1/instance/maintenance/status.
+const (
+	PhaseUnknown = "MAINTENANCE_PHASE_UNKNOWN"
+	PhaseStart   = "MAINTENANCE_PHASE_START_MAINTENANCE"
+	PhaseEnabled = "MAINTENANCE_PHASE_MAINTENANCE_MODE_ENABLED"
+	PhaseEnd     = "MAINTENANCE_PHASE_END_MAINTENANCE"
+)
+
+// step is one stretch of a workflow: the activities pending during it, and what it changes when it is
+// over. The first step of every workflow is the wait for a worker to pick up its first task: nothing is
+// pending, and it lasts until a worker polls the workflow's queue.
+type step struct {
+	activities []string
+	done       func(s *Server)
+}
+
+// The recorded activities: BackgroundAlerter runs for the whole workflow, next to the current one.
+const alerter = "BackgroundAlerter"
+
+var startSteps = []step{
+	{},
+	{activities: []string{alerter, "EnableMaintenanceMode"}, done: func(s *Server) { s.ModeEnabled = true }},
+	{activities: []string{alerter, "WaitForRunningSnapshotsAndIntermediateStates"}, done: func(s *Server) { s.setMirrors("STATUS_RUNNING", "STATUS_PAUSING") }},
+	{activities: []string{alerter, "PauseMirrorIfRunning"}, done: func(s *Server) { s.setMirrors("STATUS_PAUSING", "STATUS_PAUSED") }},
+	{activities: []string{alerter}},
+}
+
+var endSteps = []step{
+	{},
+	{activities: []string{alerter, "GetBackedUpFlows"}},
+	{activities: []string{alerter}, done: func(s *Server) {
+		s.ModeEnabled = false
+		s.setMirrors("STATUS_PAUSED", "STATUS_RUNNING")
+	}},
+}
+
+// workflow is a running start or end workflow.
+type workflow struct {
+	runID string
+	queue string
+	steps []step
+	pos   int
+	since time.Time // when the current step began
+}
+
+// Workflow reports the task queue and run id of the running workflow id (StartWorkflow or EndWorkflow),
+// as `temporal workflow describe` would; ok is false when it is not running. Call it inside Do.
+func (s *Server) Workflow(id string) (queue, runID string, ok bool) {
+	wf := s.workflows[id]
+	if wf == nil {
+		return "", "", false
+	}
+	return wf.queue, wf.runID, true
+}
+
+func (s *Server) maintenance(w http.ResponseWriter, body []byte) {
+	var req struct {
+		Status               string `json:"status"`
+		UsePeerflowTaskQueue bool   `json:"usePeerflowTaskQueue"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeError(w, Fault{Status: http.StatusBadRequest, Code: 3, Message: err.Error()})
+		return
+	}
+	id, steps := "", []step(nil)
+	switch req.Status {
+	case "MAINTENANCE_STATUS_START":
+		id, steps = StartWorkflow, startSteps
+	case "MAINTENANCE_STATUS_END":
+		id, steps = EndWorkflow, endSteps
+	default:
+		writeError(w, Fault{Status: http.StatusBadRequest, Code: 3, Message: "invalid maintenance status"})
+		return
+	}
+	wf := s.workflows[id]
+	if wf == nil { // a running workflow is reused (USE_EXISTING): same run id
+		queue := MaintenanceQueue
+		if req.UsePeerflowTaskQueue {
+			queue = PeerFlowQueue
+		}
+		s.runs++
+		wf = &workflow{runID: fmt.Sprintf("01a22c07-0000-7000-8000-%012d", s.runs), queue: queue, steps: steps, since: time.Now()}
+		s.workflows[id] = wf
+	}
+	writeJSON(w, map[string]any{"workflowId": id, "runId": wf.runID})
+}
+
+func (s *Server) status(w http.ResponseWriter, _ []byte) {
+	start, end := s.workflows[StartWorkflow], s.workflows[EndWorkflow]
+	phase, activities := PhaseUnknown, []any{}
+	switch {
+	case start != nil:
+		phase, activities = PhaseStart, start.pending()
+	case end != nil:
+		phase, activities = PhaseEnd, end.pending()
+	case s.ModeEnabled:
+		phase = PhaseEnabled
+	}
+	writeJSON(w, map[string]any{
+		"maintenanceRunning": start != nil || end != nil || s.ModeEnabled,
+		"phase":              phase,
+		"pendingActivities":  activities,
+	})
+	for _, id := range []string{StartWorkflow, EndWorkflow} {
+		if wf := s.workflows[id]; wf != nil {
+			s.advance(id, wf)
+		}
+	}
+}
+
+// advance moves wf one step on, when a worker polls its queue.
+func (s *Server) advance(id string, wf *workflow) {
+	if !s.Pollers[wf.queue] {
+		return
+	}
+	if f := wf.steps[wf.pos].done; f != nil {
+		f(s)
+	}
+	wf.pos++
+	wf.since = time.Now()
+	if wf.pos == len(wf.steps) || id == StartWorkflow && s.StartFails && s.ModeEnabled {
+		delete(s.workflows, id)
+	}
+}
+
+// pending is the pendingActivities of wf's current step, as the gateway writes them.
+func (wf *workflow) pending() []any {
+	out := []any{}
+	for i, name := range wf.steps[wf.pos].activities {
+		d := time.Since(wf.since).Seconds()
+		out = append(out, map[string]any{
+			"activityName":      name,
+			"activityId":        strconv.Itoa(5 + i),
+			"activityDuration":  strconv.FormatFloat(d, 'f', 9, 64) + "s",
+			"lastHeartbeat":     nil,
+			"heartbeatPayloads": []any{},
+		})
+	}
+	return out
+}
+
+// setMirrors moves every CDC mirror in status from to status to.
+func (s *Server) setMirrors(from, to string) {
+	for i, m := range s.Mirrors {
+		if m.IsCDC && m.Status == from {
+			s.Mirrors[i].Status = to
+		}
+	}
+}
