@@ -1,0 +1,205 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The names of PeerDB's MaintenancePhase values (protos/route.proto), in enum order.
+const (
+	phaseUnknown = "MAINTENANCE_PHASE_UNKNOWN"
+	phaseStart   = "MAINTENANCE_PHASE_START_MAINTENANCE"
+	phaseEnabled = "MAINTENANCE_PHASE_MAINTENANCE_MODE_ENABLED"
+	phaseEnd     = "MAINTENANCE_PHASE_END_MAINTENANCE"
+)
+
+var phaseNames = []string{phaseUnknown, phaseStart, phaseEnabled, phaseEnd}
+
+// call sends one request to flow-api and decodes a 2xx JSON answer into out (when not nil).
+func (p *PeerDB) call(ctx context.Context, env Env, method, path string, body []byte, out any) error {
+	header := http.Header{"Accept": {"application/json"}}
+	if body != nil {
+		header.Set("Content-Type", "application/json")
+	}
+	ans, err := p.req.do(ctx, method, p.URL+path, placeholders(env), header, body)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if ans.status < 200 || ans.status > 299 {
+		return newFlowAPIError(method, path, ans.status, []byte(p.req.redact(string(ans.body))))
+	}
+	if out != nil {
+		if err := json.Unmarshal(ans.body, out); err != nil {
+			return fmt.Errorf("%s %s: status %d but %w (%v): %s", method, path, ans.status, errNotFlowAPI, err, p.req.excerpt(ans.body))
+		}
+	}
+	return nil
+}
+
+// errNotFlowAPI marks a 2xx answer that is not the gateway's JSON: the URL points at something else.
+var errNotFlowAPI = errors.New("not flow-api's JSON")
+
+// FlowAPIError is an error answer of flow-api's gateway: an HTTP status with the gRPC status in the
+// body, {"code": 3, "message": "...", "details": []}.
+type FlowAPIError struct {
+	Method, Path string
+	Status       int
+	Code         int    // gRPC status code, 0 when the body was not the gateway's
+	Message      string // the gateway's message, or an excerpt of the body
+}
+
+func newFlowAPIError(method, path string, status int, body []byte) *FlowAPIError {
+	e := &FlowAPIError{Method: method, Path: path, Status: status}
+	var s struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(body, &s) == nil && s.Message != "" {
+		e.Code, e.Message = s.Code, s.Message
+	} else {
+		e.Message = bodyExcerpt(body)
+	}
+	return e
+}
+
+func (e *FlowAPIError) Error() string {
+	msg := fmt.Sprintf("%s %s: %d %s: %s", e.Method, e.Path, e.Status, http.StatusText(e.Status), e.Message)
+	if e.Code > 0 && e.Code < len(grpcCodes) {
+		msg += " (gRPC " + grpcCodes[e.Code] + ")"
+	}
+	return msg
+}
+
+var grpcCodes = []string{"OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
+	"AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted", "OutOfRange",
+	"Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated"}
+
+// maintenanceStatus is MaintenanceStatusResponse in the gateway's JSON (lowerCamelCase fields, enums
+// by name).
+type maintenanceStatus struct {
+	MaintenanceRunning bool              `json:"maintenanceRunning"`
+	Phase              phaseString       `json:"phase"`
+	PendingActivities  []pendingActivity `json:"pendingActivities"`
+}
+
+type pendingActivity struct {
+	ActivityName     string `json:"activityName"`
+	ActivityDuration string `json:"activityDuration"` // a protobuf Duration: "0.124112634s"
+}
+
+// workflowPhase reports whether a start or end workflow is running.
+func (s maintenanceStatus) workflowPhase() bool {
+	return s.Phase == phaseStart || s.Phase == phaseEnd
+}
+
+// activityNames is the pending activities' names, for telling one stretch of a workflow from the next.
+func (s maintenanceStatus) activityNames() string {
+	names := make([]string, len(s.PendingActivities))
+	for i, a := range s.PendingActivities {
+		names[i] = a.ActivityName
+	}
+	return strings.Join(names, ", ")
+}
+
+// activities is the pending activities with how long each has been pending: "BackgroundAlerter 124ms".
+func (s maintenanceStatus) activities() string {
+	out := make([]string, len(s.PendingActivities))
+	for i, a := range s.PendingActivities {
+		out[i] = a.ActivityName
+		if d, err := time.ParseDuration(a.ActivityDuration); err == nil {
+			out[i] += " " + d.Round(time.Millisecond).String()
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+func (s maintenanceStatus) String() string {
+	out := fmt.Sprintf("phase %s, maintenanceRunning %t", s.Phase, s.MaintenanceRunning)
+	if len(s.PendingActivities) > 0 {
+		out += ", pending activities " + s.activityNames()
+	} else if s.workflowPhase() {
+		out += ", no pending activity"
+	}
+	return out
+}
+
+// phaseString is a MaintenancePhase by name. It also accepts the enum's number, which a gateway set
+// to emit enums as numbers sends, and reads an absent phase as MAINTENANCE_PHASE_UNKNOWN.
+type phaseString string
+
+func (p *phaseString) UnmarshalJSON(b []byte) error {
+	if n, err := strconv.Atoi(string(b)); err == nil {
+		if n >= 0 && n < len(phaseNames) {
+			*p = phaseString(phaseNames[n])
+		} else {
+			*p = phaseString("MAINTENANCE_PHASE_" + strconv.Itoa(n))
+		}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*p = phaseString(s)
+	return nil
+}
+
+func (p phaseString) String() string {
+	if p == "" {
+		return phaseUnknown
+	}
+	return string(p)
+}
+
+// mirror is one entry of GET /v1/mirrors/list.
+type mirror struct {
+	Name   string `json:"name"`
+	IsCDC  bool   `json:"isCdc"`
+	Status string `json:"status"`
+}
+
+type mirrorList []mirror
+
+// mirrorsAtRest are the FlowStatus values of a CDC mirror that moves no data: paused, or over.
+var mirrorsAtRest = []string{"STATUS_PAUSED", "STATUS_TERMINATED", "STATUS_COMPLETED", "STATUS_FAILED"}
+
+// mirrors lists PeerDB's mirrors, waiting out transient failures.
+func (p *PeerDB) mirrors(ctx context.Context, env Env) (mirrorList, error) {
+	var list struct {
+		Mirrors mirrorList `json:"mirrors"`
+	}
+	_, err := p.backoff.retry(ctx, env.Logger, func() (bool, error) {
+		err := p.call(ctx, env, "GET", "/v1/mirrors/list", nil, &list)
+		return transient(err), err
+	})
+	return list.Mirrors, err
+}
+
+// cdc returns the CDC mirrors.
+func (ms mirrorList) cdc() mirrorList {
+	var out mirrorList
+	for _, m := range ms {
+		if m.IsCDC {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// notPaused names the CDC mirrors that still move data, with their status.
+func (ms mirrorList) notPaused() []string {
+	var out []string
+	for _, m := range ms.cdc() {
+		if !slices.Contains(mirrorsAtRest, m.Status) {
+			out = append(out, m.Name+" ("+m.Status+")")
+		}
+	}
+	return out
+}

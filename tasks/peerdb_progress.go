@@ -1,0 +1,66 @@
+package tasks
+
+import (
+	"log/slog"
+	"time"
+)
+
+// progress is the operator's progress bar while a maintenance workflow runs: one log line per change
+// of phase or pending activities, and at most one every progressEvery while nothing changes; a WARN
+// when a workflow has had no pending activity for stallAfter, which is what a workflow sent to a task
+// queue that no worker polls looks like.
+type progress struct {
+	log          *slog.Logger
+	queue        string
+	every, stall time.Duration
+
+	seen    bool
+	last    maintenanceStatus
+	lastKey string
+	lastLog time.Time
+	idle    time.Time // since when a workflow runs with no pending activity; zero when not
+	warned  bool
+}
+
+func (p *PeerDB) newProgress(env Env) *progress {
+	return &progress{log: env.Logger, queue: p.queueName(), every: p.progressEvery, stall: p.stallAfter}
+}
+
+// observe takes one status answer, seen at now.
+func (pr *progress) observe(s maintenanceStatus, now time.Time) {
+	key := s.Phase.String() + "|" + s.activityNames()
+	changed := !pr.seen || key != pr.lastKey
+	if changed || now.Sub(pr.lastLog) >= pr.every {
+		pr.log.Info("peerdb maintenance progress", "phase", s.Phase.String(), "maintenance_running", s.MaintenanceRunning,
+			"pending_activities", s.activities())
+		pr.lastKey, pr.lastLog = key, now
+	}
+	pr.seen, pr.last = true, s
+
+	if !s.workflowPhase() || len(s.PendingActivities) > 0 {
+		pr.idle, pr.warned = time.Time{}, false
+		return
+	}
+	if pr.idle.IsZero() || changed {
+		pr.idle, pr.warned = now, false
+	}
+	if !pr.warned && now.Sub(pr.idle) >= pr.stall {
+		pr.log.Warn("peerdb maintenance workflow makes no progress", "phase", s.Phase.String(), "task_queue", pr.queue,
+			"stalled_ms", now.Sub(pr.idle).Milliseconds(), "hint", pr.hint())
+		pr.warned = true
+	}
+}
+
+// hint says which worker would run a workflow that has no pending activity, or "" when the last
+// status does not look stuck.
+func (pr *progress) hint() string {
+	if !pr.seen || !pr.last.workflowPhase() || len(pr.last.PendingActivities) > 0 {
+		return ""
+	}
+	if pr.queue == "maintenance-flow-task-queue" {
+		return "the workflow waits on task queue maintenance-flow-task-queue, which only a flow worker started with " +
+			"USE_MAINTENANCE_TASK_QUEUE=true polls: run one, or set task_queue: peerflow to use the stock flow-worker"
+	}
+	return "the workflow waits on task queue peer-flow-task-queue, which flow-worker polls: check that flow-worker " +
+		"runs and reaches Temporal"
+}
