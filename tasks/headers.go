@@ -21,13 +21,13 @@ import (
 type headerSet []headerField
 
 type headerField struct {
-	name  string
-	value string // a literal (placeholders expanded), or the prefix and the environment variable's value
-	file  string // read before every request, the prefix put in front
-	field string // where it was configured, e.g. headers.Authorization
+	name   string
+	value  string // a literal (placeholders expanded), or the prefix and the environment variable's value
+	file   string // read before every request, the prefix put in front
+	field  string // where it was configured, e.g. headers.Authorization
 	prefix string // goes in front of a file's content
 	bare   string // an environment variable's value, without the prefix
-	secret bool // from the environment or a file: used as is, never expanded, never shown
+	secret bool   // from the environment or a file: used as is, never expanded, never shown
 }
 
 // String lists the header names, never their values.
