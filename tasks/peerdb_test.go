@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -66,9 +67,11 @@ func TestPeerDBStartAndEndWithOnlyTheStockWorkerAndDefaultOptions(t *testing.T) 
 	api.Do(func(s *flowapitest.Server) {
 		s.Mirrors = []flowapitest.Mirror{{Name: "orders_cdc", IsCDC: true, Status: "STATUS_RUNNING"}, {Name: "backfill", Status: "STATUS_COMPLETED"}}
 	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // only bounds a broken test
+	defer cancel()
 	env, log := runEnv(t, nil)
 	for _, action := range []string{"wait-ready", "maintenance-start"} {
-		if err := loadPeerDB(t, `{action: `+action+`, url: "`+api.URL+`/", poll_interval: 1ms}`, nil).Run(context.Background(), env); err != nil {
+		if err := loadPeerDB(t, `{action: `+action+`, url: "`+api.URL+`/", poll_interval: 1ms}`, nil).Run(ctx, env); err != nil {
 			t.Fatalf("%s: %v", action, err)
 		}
 	}
@@ -94,7 +97,7 @@ func TestPeerDBStartAndEndWithOnlyTheStockWorkerAndDefaultOptions(t *testing.T) 
 	}
 
 	env, log = runEnv(t, nil)
-	if err := loadPeerDB(t, `{action: maintenance-end, url: "`+api.URL+`", poll_interval: 1ms}`, nil).Run(context.Background(), env); err != nil {
+	if err := loadPeerDB(t, `{action: maintenance-end, url: "`+api.URL+`", poll_interval: 1ms}`, nil).Run(ctx, env); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := strings.Join(phasesLogged(log.String()), " "), "MAINTENANCE_PHASE_END_MAINTENANCE MAINTENANCE_PHASE_UNKNOWN"; got != want {
@@ -243,15 +246,19 @@ func TestPeerDBGatewayErrorsAreRetriedWithinTheTaskTimeout(t *testing.T) {
 
 func TestPeerDBRequestThatHangsIsCutByRequestTimeoutAndRetried(t *testing.T) {
 	api := flowapitest.Start(t)
-	hang, arrived := make(chan struct{}), make(chan string, 16)
-	api.Do(func(s *flowapitest.Server) { s.Hang, s.Arrived = hang, arrived })
+	hang := make(chan struct{})
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(hang) }) }) // also when the test fails early
+	api.Do(func(s *flowapitest.Server) { s.Hang = hang })
 	p := loadPeerDB(t, `{action: wait-ready, url: "`+api.URL+`", poll_interval: 1ms, request_timeout: 10ms}`, nil)
 	env, log := runEnv(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // only bounds a broken test
+	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- p.Run(context.Background(), env) }()
+	go func() { done <- p.Run(ctx, env) }()
 	log.await(t, "waiting for flow-api")
 	api.Do(func(s *flowapitest.Server) { s.Hang = nil })
-	close(hang)
+	release.Do(func() { close(hang) })
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}

@@ -127,7 +127,9 @@ func (r *requester) do(ctx context.Context, method, target string, expand *strin
 	return ans, r.redactErr(err)
 }
 
+// merge returns h with extra's headers added, leaving h as it was.
 func merge(h, extra http.Header) http.Header {
+	h = h.Clone()
 	for k, vs := range extra {
 		h[k] = vs
 	}
