@@ -16,7 +16,7 @@ func TestComposeDocShowsTheTestedFiles(t *testing.T) {
 	for _, m := range yamlBlock.FindAllStringSubmatch(doc, -1) {
 		blocks[m[1]] = true
 	}
-	for _, file := range []string{composeFile, "examples/compose-tasks.yaml"} {
+	for _, file := range []string{composeFile, "examples/compose-tasks.yaml", peerdbComposeFile} {
 		if !blocks[string(readRepoFile(t, file))] {
 			t.Errorf("docs/compose.md does not show %s as it is: copy the file into its yaml block", file)
 		}

@@ -1,0 +1,183 @@
+package packaging_test
+
+import (
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/flowapitest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
+)
+
+const peerdbComposeFile = "examples/peerdb-compose/docker-compose.yml"
+
+// peerdbServices are the services of PeerDB's own docker-compose.yml (PeerDB-io/peerdb at commit
+// 002eb4b1dc420fe3cd44e698330e9a57db8b58f7), which examples/peerdb-compose is merged into.
+var peerdbServices = []string{"catalog", "temporal", "temporal-admin-tools", "temporal-ui", "flow-migrate",
+	"flow-api", "flow-snapshot-worker", "flow-worker", "peerdb", "peerdb-ui", "minio"}
+
+// The services the example gates, and those it must not: flow-api is called by the tasks, flow-worker runs
+// PeerDB's maintenance workflows, flow-snapshot-worker finishes the snapshots the start workflow waits for.
+var (
+	peerdbGated   = []string{"peerdb", "peerdb-ui"}
+	peerdbUngated = []string{"flow-api", "flow-worker", "flow-snapshot-worker"}
+)
+
+type peerdbComposeFileT struct {
+	Services map[string]composeService `yaml:"services"`
+	Configs  map[string]struct {
+		Content string `yaml:"content"`
+	} `yaml:"configs"`
+}
+
+type configMount struct {
+	Source string `yaml:"source"`
+	Target string `yaml:"target"`
+}
+
+func loadPeerDBCompose(t *testing.T) (peerdbComposeFileT, map[string][]configMount) {
+	t.Helper()
+	var f peerdbComposeFileT
+	var mounts struct {
+		Services map[string]struct {
+			Configs []configMount `yaml:"configs"`
+		} `yaml:"services"`
+	}
+	data := readRepoFile(t, peerdbComposeFile)
+	if err := yaml.Unmarshal(data, &f); err != nil {
+		t.Fatalf("%s: %v", peerdbComposeFile, err)
+	}
+	if err := yaml.Unmarshal(data, &mounts); err != nil {
+		t.Fatalf("%s: %v", peerdbComposeFile, err)
+	}
+	out := map[string][]configMount{}
+	for name, s := range mounts.Services {
+		out[name] = s.Configs
+	}
+	return f, out
+}
+
+// peerdbComposeTaskFile returns the task file the gate finds at MAINTENANCE_TASKS_FILE.
+func peerdbComposeTaskFile(t *testing.T, f peerdbComposeFileT, mounts map[string][]configMount) string {
+	t.Helper()
+	target := f.Services[gateService].Environment["MAINTENANCE_TASKS_FILE"]
+	for _, m := range mounts[gateService] {
+		if m.Target == target {
+			if c, ok := f.Configs[m.Source]; ok && c.Content != "" {
+				return c.Content
+			}
+			t.Fatalf("config %s mounted at %s has no content", m.Source, target)
+		}
+	}
+	t.Fatalf("no config of %s is mounted at MAINTENANCE_TASKS_FILE %q", gateService, target)
+	return ""
+}
+
+func TestPeerDBComposeExampleGatesPeerDBsServicesButNotFlowAPIOrTheWorkers(t *testing.T) {
+	f, mounts := loadPeerDBCompose(t)
+	gate, ok := f.Services[gateService]
+	if !ok {
+		t.Fatalf("%s has no service %s", peerdbComposeFile, gateService)
+	}
+	for name, s := range f.Services {
+		if name == gateService || name == "redis" {
+			continue
+		}
+		if !slices.Contains(peerdbServices, name) {
+			t.Errorf("service %s is not one of PeerDB's compose file (%v): the merge would add it instead of gating one", name, peerdbServices)
+		}
+		if s.Image != "" || s.Build != nil || len(s.Environment) > 0 {
+			t.Errorf("service %s changes more of PeerDB's service than depends_on", name)
+		}
+	}
+	for _, name := range peerdbGated {
+		if c := f.Services[name].DependsOn[gateService].Condition; c != "service_completed_successfully" {
+			t.Errorf("%s waits for the gate with condition %q, want service_completed_successfully", name, c)
+		}
+	}
+	for _, name := range peerdbUngated {
+		if _, gated := f.Services[name].DependsOn[gateService]; gated {
+			t.Errorf("%s waits for the gate, which needs it running", name)
+		}
+	}
+	for _, name := range []string{"flow-api", "flow-worker"} {
+		if c := gate.DependsOn[name].Condition; c != "service_started" && c != "service_healthy" {
+			t.Errorf("the gate depends on %s with condition %q, want it started first", name, c)
+		}
+	}
+	if gate.DependsOn["redis"].Condition != "service_healthy" || f.Services["redis"].Healthcheck == nil {
+		t.Errorf("the gate should wait for a healthy redis")
+	}
+	if gate.Restart != "no" || gate.Healthcheck != nil || !gate.ReadOnly || gate.User != "65532:65532" {
+		t.Errorf("gate: restart %q, healthcheck %v, read_only %v, user %q; want a read-only one-shot as user 65532", gate.Restart, gate.Healthcheck, gate.ReadOnly, gate.User)
+	}
+	known := knownVariables()
+	for k := range gate.Environment {
+		if !known[k] {
+			t.Errorf("%s sets %s, which the binary does not read", gateService, k)
+		}
+	}
+	env := composeGateEnv(gate)
+	if u, err := url.Parse(env["REDIS_URL"]); err != nil || u.Hostname() != "redis" {
+		t.Errorf("REDIS_URL %q does not point at the redis service", env["REDIS_URL"])
+	}
+
+	taskFile := peerdbComposeTaskFile(t, f, mounts)
+	checkGateAccepts(t, gateRun{env: env, taskFile: taskFile})
+	specs, err := tasks.Parse([]byte(taskFile), "tasks.yaml", tasks.LoadContext{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, s := range specs {
+		p, ok := s.Task.(*tasks.PeerDB)
+		if !ok {
+			continue
+		}
+		actions = append(actions, p.Action)
+		if p.URL != "http://flow-api:8113" || p.TaskQueue != tasks.QueuePeerflow {
+			t.Errorf("task %s calls %s on queue %s, want flow-api's gateway http://flow-api:8113 and the stock worker's queue", s.Name, p.URL, p.TaskQueue)
+		}
+	}
+	if want := []string{"wait-ready", "maintenance-start", "maintenance-end"}; !slices.Equal(actions, want) {
+		t.Errorf("peerdb actions %v, want %v", actions, want)
+	}
+}
+
+// The example's task file, run by the built binary against the stand-in of flow-api (only the stock
+// worker) and a real Redis: the gate exits 0, the mirror is running again, the version is recorded.
+func TestPeerDBComposeGateRunsItsTasksAgainstFlowAPI(t *testing.T) {
+	f, mounts := loadPeerDBCompose(t)
+	env := composeGateEnv(f.Services[gateService])
+	api := flowapitest.Start(t)
+	api.Do(func(s *flowapitest.Server) {
+		s.Mirrors = []flowapitest.Mirror{{Name: "orders_cdc", IsCDC: true, Status: "STATUS_RUNNING"}}
+	})
+	taskFile := strings.ReplaceAll(peerdbComposeTaskFile(t, f, mounts), "http://flow-api:8113", api.URL)
+	root := scratchRoot(t, map[string]string{"/dev/null": "", env["MAINTENANCE_TASKS_FILE"]: taskFile})
+	srv := redistest.Start(t)
+	env["REDIS_URL"] = "redis://" + srv.Addr + "/0"
+	var environ []string
+	for k, v := range env {
+		environ = append(environ, k+"="+v)
+	}
+	res := runInRoot(t, root, environ)
+	if res.code != 0 {
+		t.Fatalf("the gate exited %d, want 0\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
+	}
+	if got := recorded(t, srv, "default"); got != env["PEERDB_DEPLOYMENT_VERSION"] {
+		t.Errorf("recorded %q, want %q", got, env["PEERDB_DEPLOYMENT_VERSION"])
+	}
+	if n := api.Count("POST /v1/instance/maintenance"); n != 2 {
+		t.Errorf("flow-api got %d maintenance requests, want a start and an end", n)
+	}
+	api.Do(func(s *flowapitest.Server) {
+		if s.ModeEnabled || s.Mirrors[0].Status != "STATUS_RUNNING" {
+			t.Errorf("after the gate: mode %t, mirror %s; want maintenance over and the mirror running", s.ModeEnabled, s.Mirrors[0].Status)
+		}
+	})
+}
