@@ -143,15 +143,7 @@ func TestComposeGateRunsInScratchRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// What the compose file gives the container: the mounted task file; /dev/null from the runtime.
-	root := scratchRoot(t, map[string]string{"/dev/null": "", env["MAINTENANCE_TASKS_FILE"]: string(taskFile)})
-	srv := redistest.Start(t)
-	env["REDIS_URL"] = "redis://" + srv.Addr + "/0" // the redis service, here on loopback
-	var environ []string
-	for k, v := range env {
-		environ = append(environ, k+"="+v)
-	}
-	res := runInRoot(t, root, environ)
+	res, srv := runComposeGate(t, env, string(taskFile))
 	if res.code != 0 {
 		t.Fatalf("the compose gate exited %d, want 0 (service_completed_successfully)\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
 	}
@@ -161,4 +153,19 @@ func TestComposeGateRunsInScratchRoot(t *testing.T) {
 	if got := recorded(t, srv, "default"); got != env["PEERDB_DEPLOYMENT_VERSION"] {
 		t.Errorf("recorded %q, want %q", got, env["PEERDB_DEPLOYMENT_VERSION"])
 	}
+}
+
+// runComposeGate runs the built binary as a compose gate service runs: in an empty root with its task
+// file mounted at MAINTENANCE_TASKS_FILE and /dev/null from the runtime, env as the service's environment,
+// and REDIS_URL pointed at a real Redis on loopback (the redis service), which it returns.
+func runComposeGate(t *testing.T, env map[string]string, taskFile string) (rootRun, *redistest.Server) {
+	t.Helper()
+	root := scratchRoot(t, map[string]string{"/dev/null": "", env["MAINTENANCE_TASKS_FILE"]: taskFile})
+	srv := redistest.Start(t)
+	env["REDIS_URL"] = "redis://" + srv.Addr + "/0"
+	var environ []string
+	for k, v := range env {
+		environ = append(environ, k+"="+v)
+	}
+	return runInRoot(t, root, environ), srv
 }

@@ -9,7 +9,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/flowapitest"
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
 )
 
@@ -158,14 +157,7 @@ func TestPeerDBComposeGateRunsItsTasksAgainstFlowAPI(t *testing.T) {
 		s.Mirrors = []flowapitest.Mirror{{Name: "orders_cdc", IsCDC: true, Status: "STATUS_RUNNING"}}
 	})
 	taskFile := strings.ReplaceAll(peerdbComposeTaskFile(t, f, mounts), "http://flow-api:8113", api.URL)
-	root := scratchRoot(t, map[string]string{"/dev/null": "", env["MAINTENANCE_TASKS_FILE"]: taskFile})
-	srv := redistest.Start(t)
-	env["REDIS_URL"] = "redis://" + srv.Addr + "/0"
-	var environ []string
-	for k, v := range env {
-		environ = append(environ, k+"="+v)
-	}
-	res := runInRoot(t, root, environ)
+	res, srv := runComposeGate(t, env, taskFile)
 	if res.code != 0 {
 		t.Fatalf("the gate exited %d, want 0\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
 	}
