@@ -1,11 +1,16 @@
 package packaging_test
 
 import (
+	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
 )
 
 var yamlBlock = regexp.MustCompile("(?s)```yaml\n(.*?)```")
@@ -69,5 +74,47 @@ func TestKubernetesDocSnippetsAreValid(t *testing.T) {
 	}
 	if checked < 4 {
 		t.Errorf("checked %d yaml blocks of docs/kubernetes.md, want the 4 plain ones at least", checked)
+	}
+}
+
+// The pre/post-upgrade values that docs/kubernetes.md shows for PeerDB's own deployment render, and the
+// Jobs get the PeerDB tasks: start before the upgrade (not at install), end after it, on flow-api's gateway.
+func TestKubernetesDocPeerDBHookValuesRender(t *testing.T) {
+	doc := string(readRepoFile(t, "docs/kubernetes.md"))
+	var values string
+	for _, m := range yamlBlock.FindAllStringSubmatch(doc, -1) {
+		if strings.Contains(m[1], "hooks:") && strings.Contains(m[1], "maintenance-start") && strings.Contains(m[1], "8113") {
+			values = m[1]
+		}
+	}
+	if values == "" {
+		t.Fatal("docs/kubernetes.md shows no hook values for PeerDB's deployment")
+	}
+	file := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(file, []byte(values), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := decodeManifests(t, helm(t, "template", release, chartDir, "--namespace", "peerdb", "-f", file))
+	data := r.get(t, "ConfigMap", hooksName).Data
+	for job, want := range map[string][]string{"pre": {"wait-ready", "maintenance-start"}, "post": {"maintenance-end"}} {
+		specs, err := tasks.Parse([]byte(data[job+".yaml"]), job+".yaml", tasks.LoadContext{})
+		if err != nil {
+			t.Fatalf("the %s Job's tasks do not load: %v", job, err)
+		}
+		var actions []string
+		for _, s := range specs {
+			p, ok := s.Task.(*tasks.PeerDB)
+			if !ok || !strings.HasSuffix(p.URL, ":8113") {
+				t.Errorf("%s task %s is not a peerdb task on flow-api's gateway port 8113", job, s.Name)
+				continue
+			}
+			actions = append(actions, p.Action)
+			if job == "pre" && (s.When.Install == nil || *s.When.Install) {
+				t.Errorf("pre task %s runs at install, when there is no flow-api and nothing to pause", s.Name)
+			}
+		}
+		if !slices.Equal(actions, want) {
+			t.Errorf("%s Job actions %v, want %v", job, actions, want)
+		}
 	}
 }
