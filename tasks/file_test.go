@@ -36,6 +36,21 @@ tasks:
       url: http://hooks/x
       headers: {Authorization: {env: NO_SUCH_TOKEN}, X-List: [a, b], "Bad Name": x}`,
 			[]string{"hook http.headers.Authorization.env", "hook http.headers.X-List", "hook http.headers.Bad Name"}},
+		{"peerdb task queue, skip on the wrong action and request timeout are checked together", `
+tasks:
+  - name: end
+    peerdb: {action: maintenance-end, url: "http://flow-api:8113", task_queue: temporal, skip_if_no_mirrors: true, request_timeout: 0s}
+  - name: ready
+    peerdb: {action: wait-ready, url: "http://flow-api:8113", task_queue: peerflow}`,
+			[]string{"end peerdb.task_queue", "end peerdb.skip_if_no_mirrors", "end peerdb.request_timeout", "ready peerdb.task_queue"}},
+		{"http header from both env and file, from a missing file, or from neither", `
+tasks:
+  - name: hook
+    http:
+      url: http://hooks/x
+      request_timeout: soon
+      headers: {A: {env: TOKEN, file: /tmp/t}, B: {file: ` + missing + `}, C: {prefix: "Bearer "}}`,
+			[]string{"hook http.request_timeout", "hook http.headers.A", "hook http.headers.B.file", "hook http.headers.C.env"}},
 		{"sql with dsn and dsn_env and both files and statements", `
 tasks:
   - name: schema
