@@ -164,7 +164,7 @@ func (p *PeerDB) waitReady(ctx context.Context, env Env) error {
 		return true, p.call(ctx, env, "GET", "/v1/version", nil, &v)
 	})
 	if err == nil {
-		env.Logger.Info("flow-api ready", "peerdb_version", v.Version, "deployment_version", v.DeploymentVersion)
+		env.Logger.Info("flow-api ready", "peerdb_version", p.req.redact(v.Version), "deployment_version", p.req.redact(v.DeploymentVersion))
 	}
 	return err
 }

@@ -13,6 +13,7 @@ type progress struct {
 	log          *slog.Logger
 	queue        string
 	every, stall time.Duration
+	redact       func(string) string // hides the task's secrets in what the server sent
 
 	seen    bool
 	last    maintenanceStatus
@@ -23,7 +24,7 @@ type progress struct {
 }
 
 func (p *PeerDB) newProgress(env Env) *progress {
-	return &progress{log: env.Logger, queue: p.queueName(), every: p.progressEvery, stall: p.stallAfter}
+	return &progress{log: env.Logger, queue: p.queueName(), every: p.progressEvery, stall: p.stallAfter, redact: p.req.redact}
 }
 
 // observe takes one status answer, seen at now.
@@ -32,7 +33,7 @@ func (pr *progress) observe(s maintenanceStatus, now time.Time) {
 	changed := !pr.seen || key != pr.lastKey
 	if changed || now.Sub(pr.lastLog) >= pr.every {
 		pr.log.Info("peerdb maintenance progress", "phase", s.Phase.String(), "maintenance_running", s.MaintenanceRunning,
-			"pending_activities", s.activities())
+			"pending_activities", pr.redact(s.activities()))
 		pr.lastKey, pr.lastLog = key, now
 	}
 	pr.seen, pr.last = true, s
