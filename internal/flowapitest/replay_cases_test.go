@@ -86,10 +86,11 @@ var replays = map[string]replay{
 	"05-start-again-while-running.txt": {
 		setup: func(c client) { c.start(false)() },
 		check: func(t *testing.T, c client, answers []string) {
-			var first string
-			c.srv.Do(func(s *Server) { _, first, _ = s.Workflow(StartWorkflow) })
-			if !strings.Contains(answers[0], `"runId":"`+first+`"`) {
-				t.Errorf("a second start while one runs answered %s, want the running run id %s", answers[0], first)
+			var running string
+			var runs int
+			c.srv.Do(func(s *Server) { _, running, _ = s.Workflow(StartWorkflow); runs = s.runs })
+			if runs != 1 || !strings.Contains(answers[0], `"runId":"`+running+`"`) {
+				t.Errorf("a second start while one runs answered %s after %d runs, want the running run id %s", answers[0], runs, running)
 			}
 		},
 	},
