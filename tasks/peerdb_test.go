@@ -270,10 +270,13 @@ func TestPeerDBRequestThatHangsIsCutByRequestTimeoutAndRetried(t *testing.T) {
 func TestPeerDBTimeoutWhileWaitingReportsTheLastPhaseSeen(t *testing.T) {
 	api := flowapitest.Start(t)
 	p := loadPeerDB(t, `{action: maintenance-start, url: "`+api.URL+`", poll_interval: 5ms, task_queue: maintenance}`, nil)
-	env, _ := runEnv(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	err := p.Run(ctx, env)
+	env, log := runEnv(t, nil)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, env) }()
+	log.await(t, "peerdb maintenance progress")
+	cancel(context.DeadlineExceeded) // what the task's timeout does
+	err := <-done
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("want the task timeout, got %v", err)
 	}
