@@ -231,3 +231,37 @@ func TestHTTPRedirectOnTheSameHostKeepsTheHeadersButSendsNoReferer(t *testing.T)
 		t.Errorf("same-host redirect: X-Api-Key %q, Referer %q; want the key kept and no Referer", got.Get("X-Api-Key"), got.Get("Referer"))
 	}
 }
+
+func TestHTTPRequestCutByRequestTimeoutIsRetriedAnd501FailsAtOnce(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		n := calls
+		mu.Unlock()
+		switch n {
+		case 1: // hangs until the client gives up on it
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+		default:
+			w.WriteHeader(http.StatusNotImplemented)
+		}
+	}))
+	defer srv.Close()
+	h := loadHTTP(t, `{url: "`+srv.URL+`", request_timeout: 20ms}`, nil)
+	env, log := runEnv(t, nil)
+	err := h.Run(context.Background(), env)
+	if err == nil || !strings.Contains(err.Error(), "status 501") {
+		t.Fatalf("want the 501 of the second attempt, got %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 2 || !strings.Contains(log.String(), "no answer within request_timeout 20ms") {
+		t.Errorf("%d requests, want 2: the one cut by request_timeout, then the 501 that is not retried\n%s", calls, log)
+	}
+}
