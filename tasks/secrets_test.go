@@ -16,7 +16,8 @@ import (
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/flowapitest"
 )
 
-// Header files (rotating tokens), redirects and the redaction of secrets, for the http and peerdb kinds.
+// What the http and peerdb kinds share: header files (rotating tokens), redirects, the redaction of
+// secrets, request_timeout and which answers are retried.
 
 func writeToken(t *testing.T, path, token string) {
 	t.Helper()
