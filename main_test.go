@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/config"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/mdtest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
 	"github.com/peerdb-maintenance/peerdb-maintenance/runner"
@@ -204,13 +205,17 @@ func TestTheREADMETaskExampleIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := strings.Index(string(readme), "tasks:\n  - name: wait-flow-api")
-	if start < 0 {
-		t.Fatal("README has no task example starting with wait-flow-api")
+	var example string
+	for _, b := range mdtest.Blocks(readme) {
+		if b.Info == "yaml" && strings.HasPrefix(b.Text, "tasks:\n  - name: wait-flow-api") {
+			example = b.Text
+		}
 	}
-	end := strings.Index(string(readme)[start:], "```")
+	if example == "" {
+		t.Fatal("README has no yaml block starting with the wait-flow-api task")
+	}
 	path := filepath.Join(t.TempDir(), "readme-tasks.yaml")
-	if err := os.WriteFile(path, readme[start:start+end], 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(example), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	code, out, stderr := runIn(t, map[string]string{"HOOK_TOKEN": "x", "PEERDB_CATALOG_DSN": "postgres://u@h/db"}, "validate", path)
