@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/config"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/logtest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/mdtest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
@@ -25,6 +26,7 @@ func runIn(t *testing.T, env map[string]string, args ...string) (int, string, st
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	err := run(context.Background(), args, func(k string) string { return env[k] }, &stdout, &stderr)
+	logtest.CheckLines(t, stderr.String())
 	return exitCode(err), stdout.String(), stderr.String()
 }
 

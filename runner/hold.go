@@ -35,14 +35,14 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 	}
 	if v != recorded {
 		recorded = v
-		log = log.With("previous_version", recorded)
-		if res, done, err := r.guardDowngrade(log, recorded); done {
+		if res, done, err := r.guardDowngrade(log.With("previous_version", recorded), recorded); done {
 			return res, err
 		}
 		if err := r.checkWhen(recorded); err != nil {
 			return Result{}, err
 		}
 	}
+	log = log.With("previous_version", recorded)
 	if err := r.checkCooldown(ctx, log); err != nil {
 		return Result{}, err
 	}

@@ -87,13 +87,15 @@ type Result struct {
 func (r *Runner) Run(ctx context.Context) (res Result, err error) {
 	defer func() { r.terminationMessage(res, err) }()
 	start := time.Now()
-	log := r.log.With("version", r.cfg.Version)
+	base := r.log.With("version", r.cfg.Version)
 	// Step 2 and 3 at once: the first read of the recorded version is also the connection check.
 	recorded, err := r.readVersion(ctx)
 	if err != nil {
 		return Result{}, err
 	}
-	log = log.With("previous_version", recorded)
+	// The recorded version may change while waiting or at the double check: elect and hold name it
+	// again then, so they get the logger without it (a key given twice is two keys on one JSON line).
+	log := base.With("previous_version", recorded)
 	if r.afterFirstRead != nil {
 		r.afterFirstRead()
 	}
@@ -113,7 +115,7 @@ func (r *Runner) Run(ctx context.Context) (res Result, err error) {
 	if r.cfg.DryRun {
 		return r.plan(ctx, recorded)
 	}
-	return r.elect(ctx, log, start, recorded)
+	return r.elect(ctx, base, start, recorded)
 }
 
 // guardDowngrade applies MAINTENANCE_DOWNGRADE when the recorded version is a newer semantic version.

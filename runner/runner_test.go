@@ -165,6 +165,33 @@ func TestVersionRecordedBeforeTheLockIsTakenIsDoubleChecked(t *testing.T) {
 	}
 }
 
+func TestNewerVersionRecordedBeforeTheLockIsTakenSkipsNamingIt(t *testing.T) {
+	h := newHarness(t)
+	h.setVersion("1.0.0")
+	var c counter
+	r, logs := h.runner([]tasks.Spec{c.task("migrate", nil)})
+	// A newer replica records its version between our first read and our lock attempt.
+	r.afterFirstRead = func() { h.setVersion("1.2.0") }
+	res, err := r.Run(context.Background())
+	if err != nil || res.Outcome != "downgrade-skipped" {
+		t.Fatalf("run = %+v, %v", res, err)
+	}
+	if c.get("migrate") != 0 {
+		t.Error("task ran although a newer version was recorded")
+	}
+	var skip map[string]any
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, "recorded version is newer, skipping") {
+			if err := json.Unmarshal([]byte(line), &skip); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if skip["previous_version"] != "1.2.0" {
+		t.Errorf("the skip names previous_version %v, want the newer 1.2.0 now recorded:\n%s", skip["previous_version"], logs)
+	}
+}
+
 func TestWhenConstraintsSkipTasksAndBadVersionsAreConfigErrors(t *testing.T) {
 	h := newHarness(t)
 	h.setVersion("1.0.0")
