@@ -337,3 +337,19 @@ func TestGateRunsOverAUnixSocket(t *testing.T) {
 		t.Errorf("version over the unix socket = %q", v)
 	}
 }
+
+func TestARefusedRecordSaysWhichRecordWasRefused(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	if err := h.rdb.Do(ctx, "ACL", "SETUSER", "gate", "on", ">gate-pw", "~*", "&*", "+@all", "-xadd").Err(); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := h.runner(nil, "REDIS_URL", "redis://gate:gate-pw@"+h.srv.Addr+"/0")
+	_, err := r.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "record version 1.1.0: NOPERM") || !strings.HasSuffix(err.Error(), "so nothing was written") {
+		t.Fatalf("err = %v, want it to say that recording version 1.1.0 was refused and nothing was written", err)
+	}
+	if v := h.get(h.keys.Version); v != "" {
+		t.Errorf("version %q recorded although the record was refused", v)
+	}
+}
