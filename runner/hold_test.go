@@ -201,6 +201,10 @@ func TestUnreachableRedisTimesOut(t *testing.T) {
 	if !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("err = %v, want Redis unreachable", err)
 	}
+	// The last attempt runs into the deadline; the error keeps what the attempts before it saw.
+	if !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("err = %v, want the cause seen on the attempts (connection refused)", err)
+	}
 	if !strings.Contains(logs.String(), "Redis not reachable yet, retrying") {
 		t.Error("retries not logged")
 	}

@@ -157,6 +157,9 @@ func (r *Runner) checkWhen(recorded string) error {
 func (r *Runner) readVersion(ctx context.Context) (string, error) {
 	deadline := time.Now().Add(r.cfg.ConnectTimeout)
 	backoff := 100 * time.Millisecond
+	// cause is the last error an attempt saw before the deadline cut it short: the final attempt
+	// usually ends in "context deadline exceeded", which says nothing about what is wrong.
+	var cause error
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithDeadline(ctx, deadline)
 		v, err := r.rdb.Get(actx, r.keys.Version).Result()
@@ -176,9 +179,12 @@ func (r *Runner) readVersion(ctx context.Context) (string, error) {
 		case ctx.Err() != nil:
 			return "", context.Cause(ctx)
 		}
+		if cause == nil || !errors.Is(err, context.DeadlineExceeded) {
+			cause = err
+		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return "", fmt.Errorf("%w: no answer from %s within MAINTENANCE_CONNECT_TIMEOUT=%s: %v", ErrUnreachable, r.cfg.Redis, r.cfg.ConnectTimeout, err)
+			return "", fmt.Errorf("%w: no answer from %s within MAINTENANCE_CONNECT_TIMEOUT=%s: %v", ErrUnreachable, r.cfg.Redis, r.cfg.ConnectTimeout, cause)
 		}
 		if attempt == 1 || attempt%10 == 0 {
 			r.log.Warn("Redis not reachable yet, retrying", "redis", r.cfg.Redis.String(), "attempt", attempt,
