@@ -36,6 +36,9 @@ func cmdStatus(ctx context.Context, args []string, getenv func(string) string, s
 	if done, err := parseFlags(fs, args, "status [--json] [-n N]", stdout); done || err != nil {
 		return err
 	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
 	if *n <= 0 {
 		return &usageError{msg: "status: -n must be positive"}
 	}

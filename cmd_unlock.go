@@ -13,6 +13,9 @@ func cmdUnlock(ctx context.Context, args []string, getenv func(string) string, s
 	if done, err := parseFlags(fs, args, "unlock", stdout); done || err != nil {
 		return err
 	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
 	r, log, err := inspect(ctx, getenv, stderr)
 	if err != nil {
 		return err

@@ -55,6 +55,15 @@ func parseFlags(fs *flag.FlagSet, args []string, synopsis string, stdout io.Writ
 	return false, nil
 }
 
+// noArgs refuses arguments after the flags of a command that takes none: "status extra" is a typo
+// or a misplaced flag, not something to ignore.
+func noArgs(fs *flag.FlagSet) error {
+	if fs.NArg() > 0 {
+		return &usageError{msg: fmt.Sprintf("%s takes no arguments, got %q (see peerdb-maintenance %s --help)", fs.Name(), fs.Args(), fs.Name())}
+	}
+	return nil
+}
+
 func hasFlags(fs *flag.FlagSet) bool {
 	n := 0
 	fs.VisitAll(func(*flag.Flag) { n++ })

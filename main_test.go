@@ -193,8 +193,10 @@ func TestRunDryRunFlagPrintsThePlanAndRecordsNothing(t *testing.T) {
 }
 
 func TestAMistypedCommandIsAUsageErrorNotATask(t *testing.T) {
-	env := map[string]string{"PEERDB_DEPLOYMENT_VERSION": "1", "REDIS_URL": "redis://127.0.0.1:1/0"}
-	for _, args := range [][]string{{"stauts"}, {"run", "true"}, {"--"}, {"--", ""}, {"--dry-run", "x"}} {
+	env := map[string]string{"PEERDB_DEPLOYMENT_VERSION": "1", "REDIS_URL": "redis://127.0.0.1:1/0", "MAINTENANCE_CONNECT_TIMEOUT": "1s"}
+	for _, args := range [][]string{{"stauts"}, {"run", "true"}, {"--"}, {"--", ""}, {"--dry-run", "x"},
+		{"status", "extra"}, {"status", "--json", "extra"}, {"history", "extra"}, {"unlock", "extra"}, {"version", "extra"},
+		{"validate", "a.yaml", "b.yaml"}} {
 		code, _, stderr := runIn(t, env, args...)
 		if code != 2 || !strings.Contains(stderr, "peerdb-maintenance:") {
 			t.Errorf("%q: exit %d, stderr %q; want a usage error (2)", args, code, stderr)
