@@ -8,7 +8,6 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -176,11 +175,11 @@ func decodeSpec(item *yaml.Node, n int, lc LoadContext) (Spec, []error) {
 		p()
 	}
 	if v, ok := fields["timeout"]; ok {
-		d, err := time.ParseDuration(v.Value)
+		d, problem := positiveDuration(v.Value, "30s, 10m")
 		if v.Kind != yaml.ScalarNode {
 			fe("timeout", "line %d: must be a duration like 30s or 10m", v.Line)
-		} else if err != nil || d <= 0 {
-			fe("timeout", "%q is not a positive duration (Go syntax: 30s, 10m)", v.Value)
+		} else if problem != "" {
+			fe("timeout", "%s", problem)
 		} else {
 			spec.Timeout = d
 		}
