@@ -48,6 +48,10 @@ func parseFlags(fs *flag.FlagSet, args []string, synopsis string, stdout io.Writ
 				fs.SetOutput(stdout)
 				fs.PrintDefaults()
 			}
+			if fs.Name() != "version" {
+				fmt.Fprintln(stdout, "\nEnvironment (durations in Go syntax: 30s, 2m, 1h30m):")
+				_ = config.WriteVars(stdout)
+			}
 			return true, nil
 		}
 		return false, &usageError{msg: fmt.Sprintf("%s: %v (see peerdb-maintenance %s --help)", fs.Name(), err, fs.Name())}

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -230,5 +232,33 @@ func TestTheREADMETaskExampleIsValid(t *testing.T) {
 		if !strings.Contains(out, kind) {
 			t.Errorf("the README's example has no %s task:\n%s", kind[1:], out)
 		}
+	}
+}
+
+func TestHelpListsEveryEnvironmentVariableWithItsDefault(t *testing.T) {
+	typ := reflect.TypeFor[config.Config]()
+	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"help", "env"}} {
+		code, out, _ := runIn(t, nil, args...)
+		if code != 0 {
+			t.Fatalf("%q: exit %d", args, code)
+		}
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			def := regexp.QuoteMeta(f.Tag.Get("envDefault"))
+			if def == "" {
+				def = "empty|required|hostname"
+			}
+			line := regexp.MustCompile(`(?m)^  ` + name + ` +(` + def + `) +\S`)
+			if !line.MatchString(out) {
+				t.Errorf("%q does not list %s with its default %s and a line of meaning:\n%s", args, name, def, out)
+			}
+		}
+	}
+	if code, _, stderr := runIn(t, nil, "help", "nothing"); code != 2 || !strings.Contains(stderr, "help env") {
+		t.Errorf("help on an unknown topic: exit %d, %q; want a usage error pointing to help env", code, stderr)
 	}
 }

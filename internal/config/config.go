@@ -20,31 +20,32 @@ import (
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
 )
 
-// Config is every setting of DESIGN.md section 3.
+// Config is every setting of DESIGN.md section 3. The help tag is the variable's one line in
+// --help and "help env" (see Vars); helpDefault names a default that is not a value (the hostname).
 type Config struct {
-	Version         string        `env:"PEERDB_DEPLOYMENT_VERSION,required,notEmpty"`
-	RedisURL        string        `env:"REDIS_URL" envDefault:"redis://localhost:6379/0"`
-	RedisMode       string        `env:"REDIS_MODE" envDefault:"auto"`
-	RedisCAFile     string        `env:"REDIS_CA_FILE"`
-	RedisCertFile   string        `env:"REDIS_CERT_FILE"`
-	RedisKeyFile    string        `env:"REDIS_KEY_FILE"`
-	Name            string        `env:"MAINTENANCE_NAME" envDefault:"default"`
-	KeyPrefix       string        `env:"MAINTENANCE_KEY_PREFIX" envDefault:"peerdb:maintenance"`
-	TasksFile       string        `env:"MAINTENANCE_TASKS_FILE"`
-	LockTTL         time.Duration `env:"MAINTENANCE_LOCK_TTL" envDefault:"30s"`
-	WaitTimeout     time.Duration `env:"MAINTENANCE_WAIT_TIMEOUT" envDefault:"15m"`
-	ConnectTimeout  time.Duration `env:"MAINTENANCE_CONNECT_TIMEOUT" envDefault:"2m"`
-	Force           bool          `env:"MAINTENANCE_FORCE" envDefault:"false"`
-	Downgrade       string        `env:"MAINTENANCE_DOWNGRADE" envDefault:"skip"`
-	FailureCooldown time.Duration `env:"MAINTENANCE_FAILURE_COOLDOWN" envDefault:"30s"`
-	DryRun          bool          `env:"MAINTENANCE_DRY_RUN" envDefault:"false"`
-	Holder          string        `env:"MAINTENANCE_HOLDER"`
-	TerminationLog  string        `env:"MAINTENANCE_TERMINATION_LOG" envDefault:"/dev/termination-log"`
-	LogFormat       string        `env:"LOG_FORMAT" envDefault:"json"`
-	LogLevel        slog.Level    `env:"LOG_LEVEL" envDefault:"info"`
+	Version         string        `env:"PEERDB_DEPLOYMENT_VERSION,required,notEmpty" help:"the version this deployment runs; the gate runs the tasks when Redis records another one"`
+	RedisURL        string        `env:"REDIS_URL" envDefault:"redis://localhost:6379/0" help:"redis://, rediss:// (TLS) or unix://; Sentinel with ?master_name= (more sentinels with &addr=), Cluster with REDIS_MODE=cluster (more nodes with &addr=)"`
+	RedisMode       string        `env:"REDIS_MODE" envDefault:"auto" help:"auto (Sentinel when master_name is present, else standalone), standalone, sentinel or cluster"`
+	RedisCAFile     string        `env:"REDIS_CA_FILE" help:"PEM bundle for a rediss:// server with a private CA"`
+	RedisCertFile   string        `env:"REDIS_CERT_FILE" help:"client certificate (PEM), for servers that require TLS client authentication"`
+	RedisKeyFile    string        `env:"REDIS_KEY_FILE" help:"client key (PEM) of REDIS_CERT_FILE"`
+	Name            string        `env:"MAINTENANCE_NAME" envDefault:"default" help:"the gate's name; independent gates (pre, post, ...) use different names"`
+	KeyPrefix       string        `env:"MAINTENANCE_KEY_PREFIX" envDefault:"peerdb:maintenance" help:"namespace of every Redis key"`
+	TasksFile       string        `env:"MAINTENANCE_TASKS_FILE" help:"YAML or JSON task list; empty: the command after --, else no tasks (the version is just recorded)"`
+	LockTTL         time.Duration `env:"MAINTENANCE_LOCK_TTL" envDefault:"30s" help:"lock expiry (at least 1s); refreshed every TTL/3"`
+	WaitTimeout     time.Duration `env:"MAINTENANCE_WAIT_TIMEOUT" envDefault:"15m" help:"longest wait for another replica's run (exit 3 after)"`
+	ConnectTimeout  time.Duration `env:"MAINTENANCE_CONNECT_TIMEOUT" envDefault:"2m" help:"longest wait for Redis to answer (exit 3 after)"`
+	Force           bool          `env:"MAINTENANCE_FORCE" envDefault:"false" help:"run even when the version is recorded; for one-shot runs (a shell, a Job), never in an init container"`
+	Downgrade       string        `env:"MAINTENANCE_DOWNGRADE" envDefault:"skip" help:"when the recorded version is newer: skip (exit 0, record nothing), fail (exit 5) or run"`
+	FailureCooldown time.Duration `env:"MAINTENANCE_FAILURE_COOLDOWN" envDefault:"30s" help:"after a failed attempt for a version, attempts for it exit 1 at once until this has passed; 0 disables"`
+	DryRun          bool          `env:"MAINTENANCE_DRY_RUN" envDefault:"false" help:"print the plan (which tasks would run, which are skipped and why), change nothing; not in an init container"`
+	Holder          string        `env:"MAINTENANCE_HOLDER" helpDefault:"hostname" help:"identity written into the lock and history"`
+	TerminationLog  string        `env:"MAINTENANCE_TERMINATION_LOG" envDefault:"/dev/termination-log" help:"where the one-line outcome is written when that path exists (kubectl describe pod shows it); empty disables"`
+	LogFormat       string        `env:"LOG_FORMAT" envDefault:"json" help:"json or text"`
+	LogLevel        slog.Level    `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
 
 	// Pod is the Kubernetes pod name when the chart passes it (downward API), else empty.
-	Pod string `env:"POD_NAME"`
+	Pod string `env:"POD_NAME" help:"the pod's name (from the downward API), shown with the holder"`
 	// InKubernetes is true when the process runs in a Kubernetes pod.
 	InKubernetes bool `env:"-"`
 

@@ -3,9 +3,11 @@ package packaging_test
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/config"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/mdtest"
 )
 
@@ -42,5 +44,37 @@ func TestMarkdownProblemsAreFound(t *testing.T) {
 	ok := "# a\n\n```yaml\nx: 1\n```\n\n## b\n\n[abs](https://example.com) [here](#a)\n"
 	if ps := mdtest.Problems(filepath.Join(dir, "doc.md"), []byte(ok)); len(ps) > 0 {
 		t.Errorf("a well-formed document has problems: %q", ps)
+	}
+}
+
+var readmeVarRow = regexp.MustCompile("(?m)^\\| (`[A-Z_]+`(?:, `[A-Z_]+`)*) \\| ([^|]+) \\|")
+
+// TestTheREADMEConfigurationTableAgreesWithTheConfig compares the README's table with the Config
+// struct that --help is generated from: every variable once, with the same default.
+func TestTheREADMEConfigurationTableAgreesWithTheConfig(t *testing.T) {
+	readme := string(readRepoFile(t, "README.md"))
+	section, _, _ := strings.Cut(readme[strings.Index(readme, "## Configuration"):], "\n## ")
+	documented := map[string]string{}
+	for _, m := range readmeVarRow.FindAllStringSubmatch(section, -1) {
+		for _, name := range strings.Split(m[1], ", ") {
+			documented[strings.Trim(name, "`")] = strings.Trim(strings.TrimSpace(m[2]), "`")
+		}
+	}
+	vars := config.Vars()
+	if len(vars) != len(knownVariables()) {
+		t.Fatalf("config.Vars lists %d variables, the Config struct has %d", len(vars), len(knownVariables()))
+	}
+	for _, v := range vars {
+		def, ok := documented[v.Name]
+		switch {
+		case !ok:
+			t.Errorf("%s is missing from the README's configuration table", v.Name)
+		case def != v.Default:
+			t.Errorf("the README gives %s the default %q, the binary %q", v.Name, def, v.Default)
+		}
+		delete(documented, v.Name)
+	}
+	for name := range documented {
+		t.Errorf("the README's configuration table documents %s, which the binary does not read", name)
 	}
 }
