@@ -114,7 +114,7 @@ func loadConfig(getenv func(string) string, inspect bool) (*config.Config, error
 }
 
 // loadTasks loads the task list: the file of MAINTENANCE_TASKS_FILE, else the command after "--".
-func loadTasks(cfg *config.Config, argv []string, getenv func(string) string) ([]tasks.Spec, error) {
+func loadTasks(ctx context.Context, cfg *config.Config, argv []string, getenv func(string) string) ([]tasks.Spec, error) {
 	if cfg.TasksFile != "" && len(argv) > 0 {
 		return nil, &config.Error{Problems: []config.Problem{{Var: "MAINTENANCE_TASKS_FILE",
 			Problem: "set, and a command is given after -- as well: choose one"}}}
@@ -125,7 +125,7 @@ func loadTasks(cfg *config.Config, argv []string, getenv func(string) string) ([
 	if cfg.TasksFile == "" {
 		return nil, nil
 	}
-	lc := tasks.LoadContext{Getenv: getenv, GateTag: keys.For(cfg.KeyPrefix, cfg.Name).Tag}
+	lc := tasks.LoadContext{Getenv: getenv, GateTag: keys.For(cfg.KeyPrefix, cfg.Name).Tag, Context: ctx}
 	return tasks.LoadFile(cfg.TasksFile, lc)
 }
 

@@ -190,16 +190,21 @@ func TestWellFormedVariantsAreAccepted(t *testing.T) {
 
 func TestLoadFileRefusesWhatIsNotATaskFile(t *testing.T) {
 	dir := t.TempDir()
+	huge := filepath.Join(dir, "huge.yaml")
+	if err := os.WriteFile(huge, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(huge, tasks.MaxFileSize+1); err != nil { // sparse: costs no disk
+		t.Fatal(err)
+	}
 	cases := []struct{ name, path, says string }{
 		{"a missing file", filepath.Join(dir, "missing.yaml"), "no such file"},
-		{"a directory", dir, "is a directory"},
-		{"an endless device, read only up to the size bound", "/dev/zero", "larger than"},
+		{"a directory", dir, "not a regular file but a directory"},
+		{"an endless device", "/dev/zero", "not a regular file but a character device"},
+		{"a file over the size bound, read only up to it", huge, "larger than"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if _, err := os.Stat(c.path); c.path == "/dev/zero" && err != nil {
-				t.Skip("no /dev/zero")
-			}
 			_, err := tasks.LoadFile(c.path, tasks.LoadContext{})
 			var fileErr *tasks.FileError
 			if !errors.As(err, &fileErr) || fileErr.Source != c.path || !strings.Contains(err.Error(), c.says) {
