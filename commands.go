@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/config"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/escape"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/keys"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
 	"github.com/peerdb-maintenance/peerdb-maintenance/runner"
@@ -78,11 +79,13 @@ func hasFlags(fs *flag.FlagSet) bool {
 // diagnostics go through it too.
 func newLogger(format string, level slog.Level, stderr io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
+	// The text handler quotes values with control characters; the JSON handler leaves DEL, C1
+	// controls and bidirectional formatting raw, which a terminal showing the logs would obey.
 	var log *slog.Logger
 	if format == "text" {
 		log = slog.New(slog.NewTextHandler(stderr, opts))
 	} else {
-		log = slog.New(slog.NewJSONHandler(stderr, opts))
+		log = slog.New(slog.NewJSONHandler(escape.JSON(stderr), opts))
 	}
 	redisconn.SetLogger(log)
 	return log

@@ -88,7 +88,7 @@ func (e *Error) Error() string {
 var (
 	nameRe    = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 	prefixRe  = regexp.MustCompile(`^[^{}\s]+$`)
-	versionRe = regexp.MustCompile(`^[^\s]+$`)
+	versionRe = regexp.MustCompile(`^[^\s\p{Cc}\p{Cf}]+$`)
 )
 
 // matches reports whether s matches re and has at most limit characters.
@@ -136,7 +136,7 @@ func (c *Config) validate(environ map[string]string, unparsed map[string]bool) [
 		ps = append(ps, Problem{Var: v, Problem: fmt.Sprintf(format, args...)})
 	}
 	if c.Version != "" && !matches(versionRe, c.Version, 200) {
-		add("PEERDB_DEPLOYMENT_VERSION", "%q must be 1 to 200 characters without spaces", c.Version)
+		add("PEERDB_DEPLOYMENT_VERSION", "%q must be 1 to 200 characters without spaces or control characters", c.Version)
 	}
 	if !matches(nameRe, c.Name, 64) {
 		add("MAINTENANCE_NAME", "%q must be 1 to 64 of A-Z a-z 0-9 . _ -", c.Name)
