@@ -173,8 +173,8 @@ func TestStatusHistoryAndUnlock(t *testing.T) {
 	}
 	srv.Client().Set(context.Background(), gateKeys.Lock, `tok{"holder":"stuck-pod","version":"1.1.0","started":"2026-01-01T00:00:00Z"}`, 0)
 	code, out, _ = runIn(t, inspectEnv, "status")
-	if !strings.Contains(out, "held by stuck-pod for version 1.1.0") {
-		t.Errorf("status with a holder:\n%s", out)
+	if code != 0 || !strings.Contains(out, "held by stuck-pod for version 1.1.0") {
+		t.Errorf("status with a holder: exit %d:\n%s", code, out)
 	}
 	code, out, _ = runIn(t, inspectEnv, "unlock")
 	if code != 0 || !strings.Contains(out, "holder stuck-pod") || getKey(t, srv, gateKeys.Lock) != "" {
