@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/keys"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/logtest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
 )
 
@@ -343,4 +344,5 @@ func TestLogsAreJSONLinesAndNeverContainThePassword(t *testing.T) {
 			t.Errorf("not a JSON log line: %q", line)
 		}
 	}
+	logtest.CheckLines(t, all.String())
 }
