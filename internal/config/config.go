@@ -17,6 +17,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/duration"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
 )
 
@@ -228,7 +229,11 @@ func envProblems(err error, environ map[string]string) []Problem {
 			ps = append(ps, Problem{Var: empty.Key, Problem: "required, must not be empty"})
 		case errors.As(e, &parse):
 			v := fieldVar[parse.Name]
-			ps = append(ps, Problem{Var: v, Problem: fmt.Sprintf("%q is not a valid %s", environ[v], kindOf(parse.Type))})
+			problem := fmt.Sprintf("%q is not a valid %s", environ[v], kindOf(parse.Type))
+			if parse.Type == reflect.TypeFor[time.Duration]() && duration.TooLarge(environ[v]) {
+				problem = fmt.Sprintf("%q is too large for a duration: at most %s", environ[v], duration.Max)
+			}
+			ps = append(ps, Problem{Var: v, Problem: problem})
 		default:
 			ps = append(ps, Problem{Var: "environment", Problem: e.Error()})
 		}

@@ -306,3 +306,10 @@ func TestRedisPasswordNeverAppearsInErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestADurationTooLargeForGoSaysSo(t *testing.T) {
+	_, err := load(map[string]string{"MAINTENANCE_WAIT_TIMEOUT": "9999999h"})
+	if err == nil || !strings.Contains(err.Error(), `MAINTENANCE_WAIT_TIMEOUT: "9999999h" is too large for a duration: at most 2562047h0m0s`) {
+		t.Errorf("err = %v, want it to say the duration is too large", err)
+	}
+}
