@@ -42,7 +42,7 @@ if redis.acl_check_cmd then
     and redis.acl_check_cmd("hdel", KEYS[4], "current") and redis.acl_check_cmd("xadd", KEYS[3], "*", "f", "v")
     and redis.acl_check_cmd("publish", ARGV[3], "m")
   if not allowed then
-    return redis.error_reply("NOPERM this user may not run every command of the record (SET, DEL, HDEL, XADD, PUBLISH on the gate's keys and channel), so nothing was written")
+    return redis.error_reply("NOPERM this user lacks the permission for every command of the record (SET, DEL, HDEL, XADD, PUBLISH on the gate's keys and channel), so nothing was written")
   end
 end
 local fields = {}
