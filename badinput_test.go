@@ -53,6 +53,8 @@ func TestEveryMalformedVariableExits2NamingIt(t *testing.T) {
 		{"PEERDB_DEPLOYMENT_VERSION", "", nil},
 		{"PEERDB_DEPLOYMENT_VERSION", "1.0 beta", nil},
 		{"PEERDB_DEPLOYMENT_VERSION", "v1\n2", nil},
+		{"PEERDB_DEPLOYMENT_VERSION", "1.0.0\x1b[2J", nil},
+		{"PEERDB_DEPLOYMENT_VERSION", "1.0.0\u202e", nil},
 		{"PEERDB_DEPLOYMENT_VERSION", strings.Repeat("9", 201), nil},
 		{"REDIS_URL", "http://" + addr, nil},
 		{"REDIS_URL", "redis//" + addr, nil},

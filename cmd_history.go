@@ -13,6 +13,9 @@ func cmdHistory(ctx context.Context, args []string, getenv func(string) string, 
 	if done, err := parseFlags(fs, args, "history [--json] [-n N]", stdout); done || err != nil {
 		return err
 	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
 	if *n <= 0 {
 		return &usageError{msg: "history: -n must be positive"}
 	}

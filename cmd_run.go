@@ -25,7 +25,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 		return fail(earlyLogger(getenv, stderr), "invalid configuration", err)
 	}
 	log := newLogger(cfg.LogFormat, cfg.LogLevel, stderr).With("gate", cfg.Name)
-	specs, err := loadTasks(cfg, fs.Args(), getenv)
+	specs, err := loadTasks(ctx, cfg, fs.Args(), getenv)
 	if err != nil {
 		return fail(log, "invalid task list", tasksFileNamed(err))
 	}

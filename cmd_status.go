@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/escape"
 	"github.com/peerdb-maintenance/peerdb-maintenance/runner"
 )
 
@@ -36,6 +37,9 @@ func cmdStatus(ctx context.Context, args []string, getenv func(string) string, s
 	if done, err := parseFlags(fs, args, "status [--json] [-n N]", stdout); done || err != nil {
 		return err
 	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
 	if *n <= 0 {
 		return &usageError{msg: "status: -n must be positive"}
 	}
@@ -52,19 +56,21 @@ func cmdStatus(ctx context.Context, args []string, getenv func(string) string, s
 		return writeJSON(stdout, st)
 	}
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "gate:\t%s\n", st.Gate)
-	fmt.Fprintf(w, "version:\t%s\n", orNone(st.Version, "(none recorded)"))
+	// Every value read from Redis is escaped: anyone who can write there must not drive the terminal.
+	q := escape.Text
+	fmt.Fprintf(w, "gate:\t%s\n", q(st.Gate))
+	fmt.Fprintf(w, "version:\t%s\n", orNone(q(st.Version), "(none recorded)"))
 	if st.Lock == nil {
 		fmt.Fprintf(w, "lock:\tfree\n")
 	} else {
-		fmt.Fprintf(w, "lock:\theld by %s%s for version %s since %s (%s ago), expires in %s\n", st.Lock.Holder.Holder,
-			podSuffix(st.Lock.Pod), st.Lock.Version, st.Lock.Started.Format(time.RFC3339), ago(st.Lock.Started), st.Lock.TTL.Round(time.Millisecond))
+		fmt.Fprintf(w, "lock:\theld by %s%s for version %s since %s (%s ago), expires in %s\n", q(st.Lock.Holder.Holder),
+			podSuffix(st.Lock.Pod), q(st.Lock.Version), st.Lock.Started.Format(time.RFC3339), ago(st.Lock.Started), st.Lock.TTL.Round(time.Millisecond))
 	}
 	if st.Current != nil {
-		fmt.Fprintf(w, "task:\t%s %s, running for %s\n", st.Current.Step, st.Current.Task, ago(st.Current.Started))
+		fmt.Fprintf(w, "task:\t%s %s, running for %s\n", q(st.Current.Step), q(st.Current.Task), ago(st.Current.Started))
 	}
 	if st.Progress != nil {
-		fmt.Fprintf(w, "progress:\tversion %s, fencing token %d, done: %s\n", st.Progress.Version, st.Progress.FencingToken, orNone(strings.Join(st.Progress.Done, ", "), "none"))
+		fmt.Fprintf(w, "progress:\tversion %s, fencing token %d, done: %s\n", q(st.Progress.Version), st.Progress.FencingToken, orNone(q(strings.Join(st.Progress.Done, ", ")), "none"))
 	}
 	if err := w.Flush(); err != nil {
 		return err
@@ -74,7 +80,7 @@ func cmdStatus(ctx context.Context, args []string, getenv func(string) string, s
 }
 
 func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
+	enc := json.NewEncoder(escape.JSON(w))
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
@@ -86,9 +92,10 @@ func writeHistory(out io.Writer, entries []runner.Entry) error {
 	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "FINISHED\tVERSION\tPREVIOUS\tOUTCOME\tHOLDER\tTOKEN\tDURATION\tTASK\tERROR")
+	q := escape.Text
 	for _, e := range entries {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.Finished.Format(time.RFC3339), e.Version, orNone(e.Previous, "-"),
-			e.Outcome, e.Holder, e.FencingToken, e.Finished.Sub(e.Started).Round(time.Millisecond), orNone(e.Task, "-"), orNone(e.Error, "-"))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.Finished.Format(time.RFC3339), q(e.Version), orNone(q(e.Previous), "-"),
+			q(e.Outcome), q(e.Holder), e.FencingToken, e.Finished.Sub(e.Started).Round(time.Millisecond), orNone(q(e.Task), "-"), orNone(q(e.Error), "-"))
 	}
 	return w.Flush()
 }
@@ -104,7 +111,7 @@ func podSuffix(pod string) string {
 	if pod == "" {
 		return ""
 	}
-	return " (pod " + pod + ")"
+	return " (pod " + escape.Text(pod) + ")"
 }
 
 func ago(t time.Time) time.Duration { return time.Since(t).Round(time.Second) }

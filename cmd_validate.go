@@ -8,7 +8,7 @@ import (
 )
 
 // cmdValidate checks the configuration and a task file without touching Redis.
-func cmdValidate(_ context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func cmdValidate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	if done, err := parseFlags(fs, args, "validate [tasks-file]  (default: MAINTENANCE_TASKS_FILE)", stdout); done || err != nil {
 		return err
@@ -27,7 +27,7 @@ func cmdValidate(_ context.Context, args []string, getenv func(string) string, s
 	if cfg.TasksFile == "" {
 		return &usageError{msg: "validate: no task file: pass one or set MAINTENANCE_TASKS_FILE"}
 	}
-	specs, err := loadTasks(cfg, nil, getenv)
+	specs, err := loadTasks(ctx, cfg, nil, getenv)
 	if err != nil && fs.NArg() == 0 {
 		err = tasksFileNamed(err)
 	}

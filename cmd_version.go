@@ -14,6 +14,9 @@ func cmdVersion(_ context.Context, args []string, _ func(string) string, stdout,
 	if done, err := parseFlags(fs, args, "version", stdout); done || err != nil {
 		return err
 	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
 	v, c := buildVersion()
 	_, err := fmt.Fprintf(stdout, "peerdb-maintenance %s (commit %s, %s)\n", v, c, runtime.Version())
 	return err

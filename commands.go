@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/config"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/escape"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/keys"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
 	"github.com/peerdb-maintenance/peerdb-maintenance/runner"
@@ -48,11 +49,24 @@ func parseFlags(fs *flag.FlagSet, args []string, synopsis string, stdout io.Writ
 				fs.SetOutput(stdout)
 				fs.PrintDefaults()
 			}
+			if fs.Name() != "version" {
+				fmt.Fprintln(stdout, "\nEnvironment (durations in Go syntax: 30s, 2m, 1h30m):")
+				_ = config.WriteVars(stdout)
+			}
 			return true, nil
 		}
 		return false, &usageError{msg: fmt.Sprintf("%s: %v (see peerdb-maintenance %s --help)", fs.Name(), err, fs.Name())}
 	}
 	return false, nil
+}
+
+// noArgs refuses arguments after the flags of a command that takes none: "status extra" is a typo
+// or a misplaced flag, not something to ignore.
+func noArgs(fs *flag.FlagSet) error {
+	if fs.NArg() > 0 {
+		return &usageError{msg: fmt.Sprintf("%s takes no arguments, got %q (see peerdb-maintenance %s --help)", fs.Name(), fs.Args(), fs.Name())}
+	}
+	return nil
 }
 
 func hasFlags(fs *flag.FlagSet) bool {
@@ -65,11 +79,13 @@ func hasFlags(fs *flag.FlagSet) bool {
 // diagnostics go through it too.
 func newLogger(format string, level slog.Level, stderr io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
+	// The text handler quotes values with control characters; the JSON handler leaves DEL, C1
+	// controls and bidirectional formatting raw, which a terminal showing the logs would obey.
 	var log *slog.Logger
 	if format == "text" {
 		log = slog.New(slog.NewTextHandler(stderr, opts))
 	} else {
-		log = slog.New(slog.NewJSONHandler(stderr, opts))
+		log = slog.New(slog.NewJSONHandler(escape.JSON(stderr), opts))
 	}
 	redisconn.SetLogger(log)
 	return log
@@ -101,7 +117,7 @@ func loadConfig(getenv func(string) string, inspect bool) (*config.Config, error
 }
 
 // loadTasks loads the task list: the file of MAINTENANCE_TASKS_FILE, else the command after "--".
-func loadTasks(cfg *config.Config, argv []string, getenv func(string) string) ([]tasks.Spec, error) {
+func loadTasks(ctx context.Context, cfg *config.Config, argv []string, getenv func(string) string) ([]tasks.Spec, error) {
 	if cfg.TasksFile != "" && len(argv) > 0 {
 		return nil, &config.Error{Problems: []config.Problem{{Var: "MAINTENANCE_TASKS_FILE",
 			Problem: "set, and a command is given after -- as well: choose one"}}}
@@ -112,7 +128,7 @@ func loadTasks(cfg *config.Config, argv []string, getenv func(string) string) ([
 	if cfg.TasksFile == "" {
 		return nil, nil
 	}
-	lc := tasks.LoadContext{Getenv: getenv, GateTag: keys.For(cfg.KeyPrefix, cfg.Name).Tag}
+	lc := tasks.LoadContext{Getenv: getenv, GateTag: keys.For(cfg.KeyPrefix, cfg.Name).Tag, Context: ctx}
 	return tasks.LoadFile(cfg.TasksFile, lc)
 }
 

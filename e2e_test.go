@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/keys"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/logtest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
 )
 
@@ -94,6 +95,18 @@ func (r *replica) wait(t *testing.T) int {
 		t.Fatalf("replica did not exit within 60s; stderr:\n%s", r.stderr)
 		return -1
 	}
+}
+
+// slack is what a timing bound allows beyond the bound the configuration promises (bound): a quarter
+// of it, or, on a machine loaded enough that the binary now takes longer to start and exit, three
+// such starts, measured here.
+func slack(t *testing.T, bound time.Duration) time.Duration {
+	t.Helper()
+	began := time.Now()
+	if out, err := exec.Command(binary, "version").CombinedOutput(); err != nil {
+		t.Fatalf("version: %v\n%s", err, out)
+	}
+	return max(bound/4, 3*time.Since(began))
 }
 
 func baseEnv(srv *redistest.Server, extra ...string) map[string]string {
@@ -181,8 +194,10 @@ echo $$ > "$DIR/pid"; touch "$DIR/started"; echo first >> "$DIR/runs"; exec slee
 	if code := b.wait(t); code != 0 {
 		t.Fatalf("second replica exited %d:\n%s", code, b.stderr)
 	}
-	if took, limit := b.ended.Sub(killed), 2*time.Second+time.Second; took > limit {
-		t.Errorf("takeover took %s, more than TTL + 1s = %s", took, limit)
+	// The lock expires at most a TTL after the kill; the waiter tries it as it expires.
+	const ttl = 2 * time.Second // MAINTENANCE_LOCK_TTL of baseEnv
+	if took, limit := b.ended.Sub(killed), ttl+slack(t, ttl); took > limit {
+		t.Errorf("takeover took %s, more than TTL + slack = %s", took, limit)
 	}
 	runs, _ := os.ReadFile(filepath.Join(dir, "runs"))
 	if string(runs) != "first\nagain\n" {
@@ -272,8 +287,9 @@ func TestUnreachableRedisExits3WithinTheConnectTimeout(t *testing.T) {
 	if code := r.wait(t); code != 3 {
 		t.Fatalf("exit %d, want 3:\n%s", code, r.stderr)
 	}
-	if took := r.ended.Sub(began); took > 2*time.Second+3*time.Second {
-		t.Errorf("gave up after %s, connect timeout is 2s", took)
+	const timeout = 2 * time.Second
+	if took, limit := r.ended.Sub(began), timeout+slack(t, timeout); took > limit {
+		t.Errorf("gave up after %s, more than the connect timeout %s + slack", took, limit)
 	}
 }
 
@@ -328,4 +344,5 @@ func TestLogsAreJSONLinesAndNeverContainThePassword(t *testing.T) {
 			t.Errorf("not a JSON log line: %q", line)
 		}
 	}
+	logtest.CheckLines(t, all.String())
 }

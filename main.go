@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/config"
@@ -38,11 +39,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if _, ok := commands[args[0]]; ok {
 			name, rest = args[0], args[1:]
 		} else if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-			usage(stdout)
-			return nil
+			name = "help"
 		}
 	}
-	err := commands[name].run(ctx, rest, getenv, stdout, stderr)
+	var err error
+	if name == "help" {
+		err = help(args[1:], stdout)
+	} else {
+		err = commands[name].run(ctx, rest, getenv, stdout, stderr)
+	}
 	// Commands log their own failures; a bad command line has no logger yet.
 	var ue *usageError
 	if errors.As(err, &ue) {
@@ -109,8 +114,25 @@ func exitCode(err error) int {
 	}
 }
 
+// help prints the usage, or with "env" the table of environment variables.
+func help(topic []string, stdout io.Writer) error {
+	switch strings.Join(topic, " ") {
+	case "":
+		usage(stdout)
+		return nil
+	case "env":
+		return config.WriteVars(stdout)
+	}
+	return &usageError{msg: fmt.Sprintf("help: unknown topic %q: help env lists the environment, COMMAND --help shows a command", strings.Join(topic, " "))}
+}
+
 func usage(w io.Writer) {
-	fmt.Fprint(w, `peerdb-maintenance: a Redis-coordinated upgrade gate for PeerDB.
+	fmt.Fprint(w, usageText)
+	fmt.Fprintln(w, "\nEnvironment (the primary interface; durations in Go syntax: 30s, 2m, 1h30m; also: help env):")
+	_ = config.WriteVars(w)
+}
+
+const usageText = `peerdb-maintenance: a Redis-coordinated upgrade gate for PeerDB.
 
 Usage:
   peerdb-maintenance [run] [--dry-run] [-- command args...]   run the gate (default)
@@ -120,11 +142,10 @@ Usage:
   peerdb-maintenance validate [tasks-file]                    check configuration and a task file; no Redis
   peerdb-maintenance version                                  print version, commit and Go version
 
-Every command takes --help. Configuration is read from the environment (PEERDB_DEPLOYMENT_VERSION,
-REDIS_URL, MAINTENANCE_*); see the README.
+Every command takes --help. Configuration is read from the environment, listed below; every bad
+value is named in one error (exit 2) before Redis is contacted.
 
 Exit codes: 0 done or nothing to do, 1 task failed, 2 bad configuration, usage, Redis credentials or certificate,
 3 timed out (Redis unreachable, or waiting for another replica), 4 lock lost, 5 downgrade refused,
 130/143 interrupted by SIGINT/SIGTERM.
-`)
-}
+`

@@ -8,11 +8,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/config"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/logtest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/mdtest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
 	"github.com/peerdb-maintenance/peerdb-maintenance/runner"
@@ -24,6 +28,7 @@ func runIn(t *testing.T, env map[string]string, args ...string) (int, string, st
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	err := run(context.Background(), args, func(k string) string { return env[k] }, &stdout, &stderr)
+	logtest.CheckLines(t, stderr.String())
 	return exitCode(err), stdout.String(), stderr.String()
 }
 
@@ -168,8 +173,8 @@ func TestStatusHistoryAndUnlock(t *testing.T) {
 	}
 	srv.Client().Set(context.Background(), gateKeys.Lock, `tok{"holder":"stuck-pod","version":"1.1.0","started":"2026-01-01T00:00:00Z"}`, 0)
 	code, out, _ = runIn(t, inspectEnv, "status")
-	if !strings.Contains(out, "held by stuck-pod for version 1.1.0") {
-		t.Errorf("status with a holder:\n%s", out)
+	if code != 0 || !strings.Contains(out, "held by stuck-pod for version 1.1.0") {
+		t.Errorf("status with a holder: exit %d:\n%s", code, out)
 	}
 	code, out, _ = runIn(t, inspectEnv, "unlock")
 	if code != 0 || !strings.Contains(out, "holder stuck-pod") || getKey(t, srv, gateKeys.Lock) != "" {
@@ -190,8 +195,10 @@ func TestRunDryRunFlagPrintsThePlanAndRecordsNothing(t *testing.T) {
 }
 
 func TestAMistypedCommandIsAUsageErrorNotATask(t *testing.T) {
-	env := map[string]string{"PEERDB_DEPLOYMENT_VERSION": "1", "REDIS_URL": "redis://127.0.0.1:1/0"}
-	for _, args := range [][]string{{"stauts"}, {"run", "true"}, {"--"}, {"--", ""}, {"--dry-run", "x"}} {
+	env := map[string]string{"PEERDB_DEPLOYMENT_VERSION": "1", "REDIS_URL": "redis://127.0.0.1:1/0", "MAINTENANCE_CONNECT_TIMEOUT": "1s"}
+	for _, args := range [][]string{{"stauts"}, {"run", "true"}, {"--"}, {"--", ""}, {"--dry-run", "x"},
+		{"status", "extra"}, {"status", "--json", "extra"}, {"history", "extra"}, {"unlock", "extra"}, {"version", "extra"},
+		{"validate", "a.yaml", "b.yaml"}} {
 		code, _, stderr := runIn(t, env, args...)
 		if code != 2 || !strings.Contains(stderr, "peerdb-maintenance:") {
 			t.Errorf("%q: exit %d, stderr %q; want a usage error (2)", args, code, stderr)
@@ -204,13 +211,17 @@ func TestTheREADMETaskExampleIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := strings.Index(string(readme), "tasks:\n  - name: wait-flow-api")
-	if start < 0 {
-		t.Fatal("README has no task example starting with wait-flow-api")
+	var example string
+	for _, b := range mdtest.Blocks(readme) {
+		if b.Info == "yaml" && strings.HasPrefix(b.Text, "tasks:\n  - name: wait-flow-api") {
+			example = b.Text
+		}
 	}
-	end := strings.Index(string(readme)[start:], "```")
+	if example == "" {
+		t.Fatal("README has no yaml block starting with the wait-flow-api task")
+	}
 	path := filepath.Join(t.TempDir(), "readme-tasks.yaml")
-	if err := os.WriteFile(path, readme[start:start+end], 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(example), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	code, out, stderr := runIn(t, map[string]string{"HOOK_TOKEN": "x", "PEERDB_CATALOG_DSN": "postgres://u@h/db"}, "validate", path)
@@ -221,5 +232,33 @@ func TestTheREADMETaskExampleIsValid(t *testing.T) {
 		if !strings.Contains(out, kind) {
 			t.Errorf("the README's example has no %s task:\n%s", kind[1:], out)
 		}
+	}
+}
+
+func TestHelpListsEveryEnvironmentVariableWithItsDefault(t *testing.T) {
+	typ := reflect.TypeFor[config.Config]()
+	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"help", "env"}} {
+		code, out, _ := runIn(t, nil, args...)
+		if code != 0 {
+			t.Fatalf("%q: exit %d", args, code)
+		}
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			def := regexp.QuoteMeta(f.Tag.Get("envDefault"))
+			if def == "" {
+				def = "empty|required|hostname"
+			}
+			line := regexp.MustCompile(`(?m)^  ` + name + ` +(` + def + `) +\S`)
+			if !line.MatchString(out) {
+				t.Errorf("%q does not list %s with its default %s and a line of meaning:\n%s", args, name, def, out)
+			}
+		}
+	}
+	if code, _, stderr := runIn(t, nil, "help", "nothing"); code != 2 || !strings.Contains(stderr, "help env") {
+		t.Errorf("help on an unknown topic: exit %d, %q; want a usage error pointing to help env", code, stderr)
 	}
 }

@@ -88,7 +88,7 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 				return Result{Outcome: "waited", Previous: recorded}, nil
 			case err == nil && v != recorded:
 				recorded = v
-				if res, done, err := r.guardDowngrade(log, recorded); done {
+				if res, done, err := r.guardDowngrade(log.With("previous_version", recorded), recorded); done {
 					return res, err
 				}
 			case redisconn.IsAuthError(err):

@@ -13,6 +13,7 @@ import (
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/config"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/keys"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/logtest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
@@ -116,7 +117,10 @@ func (h *harness) runner(specs []tasks.Spec, override ...string) (*Runner, *sync
 	}
 	logs := &syncBuffer{}
 	r := New(cfg, Options{Specs: specs, Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Out: logs})
-	h.t.Cleanup(func() { _ = r.Close() })
+	h.t.Cleanup(func() {
+		_ = r.Close()
+		logtest.CheckLines(h.t, logs.String())
+	})
 	return r, logs
 }
 

@@ -5,14 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
-	"os"
 	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/safefile"
 	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
 )
@@ -35,14 +36,14 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 	}
 	if v != recorded {
 		recorded = v
-		log = log.With("previous_version", recorded)
-		if res, done, err := r.guardDowngrade(log, recorded); done {
+		if res, done, err := r.guardDowngrade(log.With("previous_version", recorded), recorded); done {
 			return res, err
 		}
 		if err := r.checkWhen(recorded); err != nil {
 			return Result{}, err
 		}
 	}
+	log = log.With("previous_version", recorded)
 	if err := r.checkCooldown(ctx, log); err != nil {
 		return Result{}, err
 	}
@@ -225,14 +226,12 @@ func (r *Runner) terminationMessage(res Result, err error) {
 	if path == "" {
 		return
 	}
-	if _, serr := os.Stat(path); serr != nil {
-		return
-	}
 	msg := fmt.Sprintf("version %s: %s (previous %q)", r.cfg.Version, res.Outcome, res.Previous)
 	if err != nil {
 		msg = fmt.Sprintf("version %s: %v", r.cfg.Version, err)
 	}
-	if werr := os.WriteFile(path, []byte(msg+"\n"), 0o644); werr != nil {
+	// A FIFO there (or anything but a file or a device) would block the exit of a gate that is done.
+	if werr := safefile.WriteLog(context.Background(), path, []byte(msg+"\n")); werr != nil && !errors.Is(werr, fs.ErrNotExist) {
 		r.log.Warn("could not write the termination message", "path", path, "err", werr)
 	}
 }

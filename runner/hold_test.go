@@ -201,6 +201,10 @@ func TestUnreachableRedisTimesOut(t *testing.T) {
 	if !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("err = %v, want Redis unreachable", err)
 	}
+	// The last attempt runs into the deadline; the error keeps what the attempts before it saw.
+	if !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("err = %v, want the cause seen on the attempts (connection refused)", err)
+	}
 	if !strings.Contains(logs.String(), "Redis not reachable yet, retrying") {
 		t.Error("retries not logged")
 	}
@@ -208,14 +212,19 @@ func TestUnreachableRedisTimesOut(t *testing.T) {
 
 func TestRedisStartingLateIsWaitedFor(t *testing.T) {
 	h := newHarness(t)
-	port := h.srv.Port
 	h.srv.Kill()
-	r, _ := h.runner(nil, "MAINTENANCE_CONNECT_TIMEOUT", "30s")
+	r, logs := h.runner(nil, "MAINTENANCE_CONNECT_TIMEOUT", "30s")
 	done := start(context.Background(), r)
-	_ = port
+	// Redis comes up only once the gate has found it down and is retrying.
+	redistest.Eventually(t, 20*time.Second, func() bool { return strings.Contains(logs.String(), "Redis not reachable yet, retrying") },
+		"the gate never reported Redis down:\n%s", logs)
 	h.srv.Restart()
-	if out := wait(t, done); out.err != nil {
-		t.Fatalf("run: %v", out.err)
+	out := wait(t, done)
+	if out.err != nil || out.res.Outcome != "recorded" {
+		t.Fatalf("run = %+v, %v; want the version recorded once Redis is up", out.res, out.err)
+	}
+	if v := h.get(h.keys.Version); v != "1.1.0" {
+		t.Errorf("recorded %q, want 1.1.0", v)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/escape"
 )
 
 // PlanStep is what a run would do with one task.
@@ -56,7 +58,7 @@ func writePlanText(r *Runner, p Plan) error {
 	if prev == "" {
 		prev = "(none: fresh install)"
 	}
-	fmt.Fprintf(r.out, "plan for %s -> %s\n", prev, p.Version)
+	fmt.Fprintf(r.out, "plan for %s -> %s\n", escape.Text(prev), escape.Text(p.Version))
 	if len(p.Steps) == 0 {
 		fmt.Fprintln(r.out, "no tasks: the version would be recorded")
 		return nil
@@ -64,7 +66,7 @@ func writePlanText(r *Runner, p Plan) error {
 	tw := tabwriter.NewWriter(r.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\tTASK\tKIND\tACTION\tREASON")
 	for i, s := range p.Steps {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", i+1, s.Task, s.Kind, strings.ToUpper(s.Action), s.Reason)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", i+1, s.Task, s.Kind, strings.ToUpper(s.Action), escape.Text(s.Reason))
 	}
 	return tw.Flush()
 }

@@ -87,13 +87,15 @@ type Result struct {
 func (r *Runner) Run(ctx context.Context) (res Result, err error) {
 	defer func() { r.terminationMessage(res, err) }()
 	start := time.Now()
-	log := r.log.With("version", r.cfg.Version)
+	base := r.log.With("version", r.cfg.Version)
 	// Step 2 and 3 at once: the first read of the recorded version is also the connection check.
 	recorded, err := r.readVersion(ctx)
 	if err != nil {
 		return Result{}, err
 	}
-	log = log.With("previous_version", recorded)
+	// The recorded version may change while waiting or at the double check: elect and hold name it
+	// again then, so they get the logger without it (a key given twice is two keys on one JSON line).
+	log := base.With("previous_version", recorded)
 	if r.afterFirstRead != nil {
 		r.afterFirstRead()
 	}
@@ -113,7 +115,7 @@ func (r *Runner) Run(ctx context.Context) (res Result, err error) {
 	if r.cfg.DryRun {
 		return r.plan(ctx, recorded)
 	}
-	return r.elect(ctx, log, start, recorded)
+	return r.elect(ctx, base, start, recorded)
 }
 
 // guardDowngrade applies MAINTENANCE_DOWNGRADE when the recorded version is a newer semantic version.
@@ -155,6 +157,9 @@ func (r *Runner) checkWhen(recorded string) error {
 func (r *Runner) readVersion(ctx context.Context) (string, error) {
 	deadline := time.Now().Add(r.cfg.ConnectTimeout)
 	backoff := 100 * time.Millisecond
+	// cause is the last error an attempt saw before the deadline cut it short: the final attempt
+	// usually ends in "context deadline exceeded", which says nothing about what is wrong.
+	var cause error
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithDeadline(ctx, deadline)
 		v, err := r.rdb.Get(actx, r.keys.Version).Result()
@@ -174,9 +179,12 @@ func (r *Runner) readVersion(ctx context.Context) (string, error) {
 		case ctx.Err() != nil:
 			return "", context.Cause(ctx)
 		}
+		if cause == nil || !errors.Is(err, context.DeadlineExceeded) {
+			cause = err
+		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return "", fmt.Errorf("%w: no answer from %s within MAINTENANCE_CONNECT_TIMEOUT=%s: %v", ErrUnreachable, r.cfg.Redis, r.cfg.ConnectTimeout, err)
+			return "", fmt.Errorf("%w: no answer from %s within MAINTENANCE_CONNECT_TIMEOUT=%s: %v", ErrUnreachable, r.cfg.Redis, r.cfg.ConnectTimeout, cause)
 		}
 		if attempt == 1 || attempt%10 == 0 {
 			r.log.Warn("Redis not reachable yet, retrying", "redis", r.cfg.Redis.String(), "attempt", attempt,

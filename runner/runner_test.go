@@ -165,6 +165,33 @@ func TestVersionRecordedBeforeTheLockIsTakenIsDoubleChecked(t *testing.T) {
 	}
 }
 
+func TestNewerVersionRecordedBeforeTheLockIsTakenSkipsNamingIt(t *testing.T) {
+	h := newHarness(t)
+	h.setVersion("1.0.0")
+	var c counter
+	r, logs := h.runner([]tasks.Spec{c.task("migrate", nil)})
+	// A newer replica records its version between our first read and our lock attempt.
+	r.afterFirstRead = func() { h.setVersion("1.2.0") }
+	res, err := r.Run(context.Background())
+	if err != nil || res.Outcome != "downgrade-skipped" {
+		t.Fatalf("run = %+v, %v", res, err)
+	}
+	if c.get("migrate") != 0 {
+		t.Error("task ran although a newer version was recorded")
+	}
+	var skip map[string]any
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, "recorded version is newer, skipping") {
+			if err := json.Unmarshal([]byte(line), &skip); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if skip["previous_version"] != "1.2.0" {
+		t.Errorf("the skip names previous_version %v, want the newer 1.2.0 now recorded:\n%s", skip["previous_version"], logs)
+	}
+}
+
 func TestWhenConstraintsSkipTasksAndBadVersionsAreConfigErrors(t *testing.T) {
 	h := newHarness(t)
 	h.setVersion("1.0.0")
@@ -308,5 +335,21 @@ func TestGateRunsOverAUnixSocket(t *testing.T) {
 	}
 	if v, _ := srv.Client().Get(context.Background(), h.keys.Version).Result(); v != "1.1.0" {
 		t.Errorf("version over the unix socket = %q", v)
+	}
+}
+
+func TestARefusedRecordSaysWhichRecordWasRefused(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	if err := h.rdb.Do(ctx, "ACL", "SETUSER", "gate", "on", ">gate-pw", "~*", "&*", "+@all", "-xadd").Err(); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := h.runner(nil, "REDIS_URL", "redis://gate:gate-pw@"+h.srv.Addr+"/0")
+	_, err := r.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "record version 1.1.0: NOPERM") || !strings.HasSuffix(err.Error(), "so nothing was written") {
+		t.Fatalf("err = %v, want it to say that recording version 1.1.0 was refused and nothing was written", err)
+	}
+	if v := h.get(h.keys.Version); v != "" {
+		t.Errorf("version %q recorded although the record was refused", v)
 	}
 }

@@ -42,7 +42,7 @@ if redis.acl_check_cmd then
     and redis.acl_check_cmd("hdel", KEYS[4], "current") and redis.acl_check_cmd("xadd", KEYS[3], "*", "f", "v")
     and redis.acl_check_cmd("publish", ARGV[3], "m")
   if not allowed then
-    return redis.error_reply("NOPERM this user has no permissions to run every command of the record (SET, DEL, HDEL, XADD, PUBLISH on the gate's keys and channel): nothing recorded")
+    return redis.error_reply("NOPERM this user lacks the permission for every command of the record (SET, DEL, HDEL, XADD, PUBLISH on the gate's keys and channel), so nothing was written")
   end
 end
 local fields = {}
@@ -123,7 +123,10 @@ func record(ctx context.Context, rdb redis.UniversalClient, k keys.Keys, lk *loc
 	args := append([]any{lk.Value(), version, k.Events, string(msg), historyMaxLen}, e.fields()...)
 	n, err := recordScript.Run(ctx, rdb, []string{k.Lock, k.Version, k.History, k.Progress}, args...).Int()
 	if err != nil {
-		return false, fmt.Errorf("record %s of version %s: %w", e.Outcome, e.Version, err)
+		if e.Outcome != OutcomeSucceeded {
+			return false, fmt.Errorf("write the failure of version %s to history: %w", e.Version, err)
+		}
+		return false, fmt.Errorf("record version %s: %w", e.Version, err)
 	}
 	return n == 1, nil
 }

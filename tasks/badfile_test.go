@@ -76,7 +76,8 @@ func TestMalformedTasksAreRefusedNamingTaskAndField(t *testing.T) {
 		{"a timeout without a unit", "tasks:\n  - name: a" + exec + "\n    timeout: 600", "a", "timeout", "600"},
 		{"a negative timeout", "tasks:\n  - name: a" + exec + "\n    timeout: -5m", "a", "timeout", "positive"},
 		{"a zero timeout", "tasks:\n  - name: a" + exec + "\n    timeout: 0s", "a", "timeout", "positive"},
-		{"a timeout that overflows", "tasks:\n  - name: a" + exec + "\n    timeout: 9999999999h", "a", "timeout", "positive"},
+		{"a timeout that overflows", "tasks:\n  - name: a" + exec + "\n    timeout: 9999999h", "a", "timeout", "too large: at most 2562047h0m0s"},
+		{"a grace period that overflows", "tasks:\n  - name: a\n    exec: {command: [/bin/true], grace_period: 9999999h}", "a", "exec.grace_period", "too large"},
 		{"a timeout that is a list", "tasks:\n  - name: a" + exec + "\n    timeout: [5m]", "a", "timeout", "must be a duration"},
 		{"a when.from that is not a constraint", "tasks:\n  - name: a" + exec + "\n    when: {from: '<<0.30'}", "a", "when.from", "not a semver constraint"},
 		{"a when.to that is not a constraint", "tasks:\n  - name: a" + exec + "\n    when: {to: 'newer please'}", "a", "when.to", "not a semver constraint"},
@@ -189,16 +190,21 @@ func TestWellFormedVariantsAreAccepted(t *testing.T) {
 
 func TestLoadFileRefusesWhatIsNotATaskFile(t *testing.T) {
 	dir := t.TempDir()
+	huge := filepath.Join(dir, "huge.yaml")
+	if err := os.WriteFile(huge, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(huge, tasks.MaxFileSize+1); err != nil { // sparse: costs no disk
+		t.Fatal(err)
+	}
 	cases := []struct{ name, path, says string }{
 		{"a missing file", filepath.Join(dir, "missing.yaml"), "no such file"},
-		{"a directory", dir, "is a directory"},
-		{"an endless device, read only up to the size bound", "/dev/zero", "larger than"},
+		{"a directory", dir, "not a regular file but a directory"},
+		{"an endless device", "/dev/zero", "not a regular file but a character device"},
+		{"a file over the size bound, read only up to it", huge, "larger than"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if _, err := os.Stat(c.path); c.path == "/dev/zero" && err != nil {
-				t.Skip("no /dev/zero")
-			}
 			_, err := tasks.LoadFile(c.path, tasks.LoadContext{})
 			var fileErr *tasks.FileError
 			if !errors.As(err, &fileErr) || fileErr.Source != c.path || !strings.Contains(err.Error(), c.says) {

@@ -54,9 +54,9 @@ func decodeExec(node *yaml.Node, _ LoadContext) (Task, error) {
 	}
 	t := &Exec{Command: f.Command, Env: f.Env, Dir: f.Dir, GracePeriod: DefaultGracePeriod}
 	if f.GracePeriod != "" {
-		d, err := time.ParseDuration(f.GracePeriod)
-		if err != nil || d <= 0 {
-			errs = append(errs, Fieldf("grace_period", "%q is not a positive duration (Go syntax: 10s)", f.GracePeriod))
+		d, problem := positiveDuration(f.GracePeriod, "10s, 1m")
+		if problem != "" {
+			errs = append(errs, Fieldf("grace_period", "%s", problem))
 		}
 		t.GracePeriod = d
 	}

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"regexp"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/safefile"
 )
 
 // FileError reports every problem of one task list at once. Source is the file path, or "arguments"
@@ -44,15 +44,15 @@ var commonFields = map[string]bool{"name": true, "timeout": true, "when": true}
 // bound keeps a wrong path (a log, /dev/zero) from taking the gate's memory.
 const MaxFileSize = 1 << 20
 
+var errTooLarge = fmt.Errorf("larger than %d KiB: a task list is a few dozen lines (SQL belongs in sql.files)", MaxFileSize>>10)
+
 // LoadFile reads and validates a task file (YAML; JSON is YAML).
 func LoadFile(path string, lc LoadContext) ([]Spec, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, &FileError{Source: path, Problems: []error{err}}
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
+	data, err := safefile.ReadFile(lc.ctx(), path, MaxFileSize)
+	switch {
+	case errors.Is(err, safefile.ErrTooLarge):
+		return nil, &FileError{Source: path, Problems: []error{errTooLarge}}
+	case err != nil:
 		return nil, &FileError{Source: path, Problems: []error{err}}
 	}
 	return Parse(data, path, lc)
@@ -62,7 +62,7 @@ func LoadFile(path string, lc LoadContext) ([]Spec, error) {
 func Parse(data []byte, source string, lc LoadContext) ([]Spec, error) {
 	fail := func(errs ...error) ([]Spec, error) { return nil, &FileError{Source: source, Problems: errs} }
 	if len(data) > MaxFileSize {
-		return fail(fmt.Errorf("larger than %d KiB: a task list is a few dozen lines (SQL belongs in sql.files)", MaxFileSize>>10))
+		return fail(errTooLarge)
 	}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -176,11 +176,11 @@ func decodeSpec(item *yaml.Node, n int, lc LoadContext) (Spec, []error) {
 		p()
 	}
 	if v, ok := fields["timeout"]; ok {
-		d, err := time.ParseDuration(v.Value)
+		d, problem := positiveDuration(v.Value, "30s, 10m")
 		if v.Kind != yaml.ScalarNode {
 			fe("timeout", "line %d: must be a duration like 30s or 10m", v.Line)
-		} else if err != nil || d <= 0 {
-			fe("timeout", "%q is not a positive duration (Go syntax: 30s, 10m)", v.Value)
+		} else if problem != "" {
+			fe("timeout", "%s", problem)
 		} else {
 			spec.Timeout = d
 		}

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -17,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/safefile"
 )
 
 // SQL runs statements against PostgreSQL (PeerDB's catalog), all of them in one transaction: either
@@ -68,7 +68,7 @@ func decodeSQL(node *yaml.Node, lc LoadContext) (Task, error) {
 	}
 	for i, path := range f.Files {
 		field := fmt.Sprintf("files[%d]", i)
-		data, err := readSQLFile(path)
+		data, err := readSQLFile(lc.ctx(), path)
 		switch {
 		case path == "":
 			errs = append(errs, Fieldf(field, "empty path"))
@@ -329,14 +329,9 @@ func parseProblem(err error, dsn string) string {
 // /dev/zero) from taking the gate's memory before any lock is taken.
 const maxSQLFile = 16 << 20
 
-func readSQLFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxSQLFile+1))
-	if err == nil && len(data) > maxSQLFile {
+func readSQLFile(ctx context.Context, path string) ([]byte, error) {
+	data, err := safefile.ReadFile(ctx, path, maxSQLFile)
+	if errors.Is(err, safefile.ErrTooLarge) {
 		err = fmt.Errorf("larger than %d MiB", maxSQLFile>>20)
 	}
 	return data, err

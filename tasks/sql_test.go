@@ -260,9 +260,16 @@ func writeFile(t *testing.T, dir, name, text string) {
 }
 
 func TestSQLFileThatNeverEndsIsRefusedAtLoad(t *testing.T) {
-	_, err := Parse([]byte("tasks:\n  - name: endless\n    sql: {dsn: 'postgres://u@127.0.0.1:1/db', files: [/dev/zero]}\n"), "t.yaml", LoadContext{Getenv: func(string) string { return "" }})
-	var fe *FieldError
-	if !errors.As(err, &fe) || fe.Task != "endless" || fe.Field != "sql.files[0]" || !strings.Contains(err.Error(), "larger than 16 MiB") {
-		t.Fatalf("err = %v, want a files[0] error saying the file is too large", err)
+	huge := filepath.Join(t.TempDir(), "huge.sql")
+	writeFile(t, filepath.Dir(huge), "huge.sql", "")
+	if err := os.Truncate(huge, maxSQLFile+1); err != nil { // sparse: costs no disk
+		t.Fatal(err)
+	}
+	for path, says := range map[string]string{"/dev/zero": "not a regular file but a character device", huge: "larger than 16 MiB"} {
+		_, err := Parse([]byte("tasks:\n  - name: endless\n    sql: {dsn: 'postgres://u@127.0.0.1:1/db', files: ["+path+"]}\n"), "t.yaml", LoadContext{Getenv: func(string) string { return "" }})
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Task != "endless" || fe.Field != "sql.files[0]" || !strings.Contains(err.Error(), says) {
+			t.Errorf("%s: err = %v, want a files[0] error saying %q", path, err, says)
+		}
 	}
 }

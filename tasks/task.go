@@ -61,6 +61,17 @@ type LoadContext struct {
 	Getenv func(string) string
 	// GateTag is the hash tag of the gate's own keys ({prefix:name}).
 	GateTag string
+	// Context bounds the reading of files (task file, SQL files): cancelling it stops a read. Nil
+	// is context.Background().
+	Context context.Context
+}
+
+// ctx returns the load's context.
+func (lc LoadContext) ctx() context.Context {
+	if lc.Context == nil {
+		return context.Background()
+	}
+	return lc.Context
 }
 
 var kinds = map[string]Decoder{}

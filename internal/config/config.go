@@ -17,34 +17,36 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/duration"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
 )
 
-// Config is every setting of DESIGN.md section 3.
+// Config is every setting of DESIGN.md section 3. The help tag is the variable's one line in
+// --help and "help env" (see Vars); helpDefault names a default that is not a value (the hostname).
 type Config struct {
-	Version         string        `env:"PEERDB_DEPLOYMENT_VERSION,required,notEmpty"`
-	RedisURL        string        `env:"REDIS_URL" envDefault:"redis://localhost:6379/0"`
-	RedisMode       string        `env:"REDIS_MODE" envDefault:"auto"`
-	RedisCAFile     string        `env:"REDIS_CA_FILE"`
-	RedisCertFile   string        `env:"REDIS_CERT_FILE"`
-	RedisKeyFile    string        `env:"REDIS_KEY_FILE"`
-	Name            string        `env:"MAINTENANCE_NAME" envDefault:"default"`
-	KeyPrefix       string        `env:"MAINTENANCE_KEY_PREFIX" envDefault:"peerdb:maintenance"`
-	TasksFile       string        `env:"MAINTENANCE_TASKS_FILE"`
-	LockTTL         time.Duration `env:"MAINTENANCE_LOCK_TTL" envDefault:"30s"`
-	WaitTimeout     time.Duration `env:"MAINTENANCE_WAIT_TIMEOUT" envDefault:"15m"`
-	ConnectTimeout  time.Duration `env:"MAINTENANCE_CONNECT_TIMEOUT" envDefault:"2m"`
-	Force           bool          `env:"MAINTENANCE_FORCE" envDefault:"false"`
-	Downgrade       string        `env:"MAINTENANCE_DOWNGRADE" envDefault:"skip"`
-	FailureCooldown time.Duration `env:"MAINTENANCE_FAILURE_COOLDOWN" envDefault:"30s"`
-	DryRun          bool          `env:"MAINTENANCE_DRY_RUN" envDefault:"false"`
-	Holder          string        `env:"MAINTENANCE_HOLDER"`
-	TerminationLog  string        `env:"MAINTENANCE_TERMINATION_LOG" envDefault:"/dev/termination-log"`
-	LogFormat       string        `env:"LOG_FORMAT" envDefault:"json"`
-	LogLevel        slog.Level    `env:"LOG_LEVEL" envDefault:"info"`
+	Version         string        `env:"PEERDB_DEPLOYMENT_VERSION,required,notEmpty" help:"the version this deployment runs; the gate runs the tasks when Redis records another one"`
+	RedisURL        string        `env:"REDIS_URL" envDefault:"redis://localhost:6379/0" help:"redis://, rediss:// (TLS) or unix://; Sentinel with ?master_name= (more sentinels with &addr=), Cluster with REDIS_MODE=cluster (more nodes with &addr=)"`
+	RedisMode       string        `env:"REDIS_MODE" envDefault:"auto" help:"auto (Sentinel when master_name is present, else standalone), standalone, sentinel or cluster"`
+	RedisCAFile     string        `env:"REDIS_CA_FILE" help:"PEM bundle for a rediss:// server with a private CA"`
+	RedisCertFile   string        `env:"REDIS_CERT_FILE" help:"client certificate (PEM), for servers that require TLS client authentication"`
+	RedisKeyFile    string        `env:"REDIS_KEY_FILE" help:"client key (PEM) of REDIS_CERT_FILE"`
+	Name            string        `env:"MAINTENANCE_NAME" envDefault:"default" help:"the gate's name; independent gates (pre, post, ...) use different names"`
+	KeyPrefix       string        `env:"MAINTENANCE_KEY_PREFIX" envDefault:"peerdb:maintenance" help:"namespace of every Redis key"`
+	TasksFile       string        `env:"MAINTENANCE_TASKS_FILE" help:"YAML or JSON task list; empty: the command after --, else no tasks (the version is just recorded)"`
+	LockTTL         time.Duration `env:"MAINTENANCE_LOCK_TTL" envDefault:"30s" help:"lock expiry (at least 1s); refreshed every TTL/3"`
+	WaitTimeout     time.Duration `env:"MAINTENANCE_WAIT_TIMEOUT" envDefault:"15m" help:"longest wait for another replica's run (exit 3 after)"`
+	ConnectTimeout  time.Duration `env:"MAINTENANCE_CONNECT_TIMEOUT" envDefault:"2m" help:"longest wait for Redis to answer (exit 3 after)"`
+	Force           bool          `env:"MAINTENANCE_FORCE" envDefault:"false" help:"run even when the version is recorded; for one-shot runs (a shell, a Job), never in an init container"`
+	Downgrade       string        `env:"MAINTENANCE_DOWNGRADE" envDefault:"skip" help:"when the recorded version is newer: skip (exit 0, record nothing), fail (exit 5) or run"`
+	FailureCooldown time.Duration `env:"MAINTENANCE_FAILURE_COOLDOWN" envDefault:"30s" help:"after a failed attempt for a version, attempts for it exit 1 at once until this has passed; 0 disables"`
+	DryRun          bool          `env:"MAINTENANCE_DRY_RUN" envDefault:"false" help:"print the plan (which tasks would run, which are skipped and why), change nothing; not in an init container"`
+	Holder          string        `env:"MAINTENANCE_HOLDER" helpDefault:"hostname" help:"identity written into the lock and history"`
+	TerminationLog  string        `env:"MAINTENANCE_TERMINATION_LOG" envDefault:"/dev/termination-log" help:"where the one-line outcome is written when that path exists (kubectl describe pod shows it); empty disables"`
+	LogFormat       string        `env:"LOG_FORMAT" envDefault:"json" help:"json or text"`
+	LogLevel        slog.Level    `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
 
 	// Pod is the Kubernetes pod name when the chart passes it (downward API), else empty.
-	Pod string `env:"POD_NAME"`
+	Pod string `env:"POD_NAME" help:"the pod's name (from the downward API), shown with the holder"`
 	// InKubernetes is true when the process runs in a Kubernetes pod.
 	InKubernetes bool `env:"-"`
 
@@ -87,7 +89,7 @@ func (e *Error) Error() string {
 var (
 	nameRe    = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 	prefixRe  = regexp.MustCompile(`^[^{}\s]+$`)
-	versionRe = regexp.MustCompile(`^[^\s]+$`)
+	versionRe = regexp.MustCompile(`^[^\s\p{Cc}\p{Cf}]+$`)
 )
 
 // matches reports whether s matches re and has at most limit characters.
@@ -135,7 +137,7 @@ func (c *Config) validate(environ map[string]string, unparsed map[string]bool) [
 		ps = append(ps, Problem{Var: v, Problem: fmt.Sprintf(format, args...)})
 	}
 	if c.Version != "" && !matches(versionRe, c.Version, 200) {
-		add("PEERDB_DEPLOYMENT_VERSION", "%q must be 1 to 200 characters without spaces", c.Version)
+		add("PEERDB_DEPLOYMENT_VERSION", "%q must be 1 to 200 characters without spaces or control characters", c.Version)
 	}
 	if !matches(nameRe, c.Name, 64) {
 		add("MAINTENANCE_NAME", "%q must be 1 to 64 of A-Z a-z 0-9 . _ -", c.Name)
@@ -227,7 +229,11 @@ func envProblems(err error, environ map[string]string) []Problem {
 			ps = append(ps, Problem{Var: empty.Key, Problem: "required, must not be empty"})
 		case errors.As(e, &parse):
 			v := fieldVar[parse.Name]
-			ps = append(ps, Problem{Var: v, Problem: fmt.Sprintf("%q is not a valid %s", environ[v], kindOf(parse.Type))})
+			problem := fmt.Sprintf("%q is not a valid %s", environ[v], kindOf(parse.Type))
+			if parse.Type == reflect.TypeFor[time.Duration]() && duration.TooLarge(environ[v]) {
+				problem = fmt.Sprintf("%q is too large for a duration: at most %s", environ[v], duration.Max)
+			}
+			ps = append(ps, Problem{Var: v, Problem: problem})
 		default:
 			ps = append(ps, Problem{Var: "environment", Problem: e.Error()})
 		}

@@ -8,16 +8,16 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/safefile"
 )
 
 // Modes are the accepted values of REDIS_MODE.
@@ -169,7 +169,7 @@ func (t *Target) tlsConfig(s Settings) (*tls.Config, error) {
 		}
 		errs = append(errs, &SettingError{Var: v, Problem: "REDIS_CERT_FILE and REDIS_KEY_FILE must be set together"})
 	case s.CertFile != "":
-		cert, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile)
+		cert, err := loadKeyPair(s.CertFile, s.KeyFile)
 		if err != nil {
 			errs = append(errs, &SettingError{Var: "REDIS_CERT_FILE", Problem: "load client certificate and key (REDIS_KEY_FILE): " + err.Error()})
 		} else {
@@ -182,18 +182,26 @@ func (t *Target) tlsConfig(s Settings) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// loadKeyPair is tls.LoadX509KeyPair, reading both files as readBounded does.
+func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	cert, err := readBounded(certFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	key, err := readBounded(keyFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(cert, key)
+}
+
 // maxPEMFile bounds what is read of REDIS_CA_FILE: a CA bundle is a few hundred KiB, and a wrong path
 // (/dev/zero, a log) must not take the gate's memory.
 const maxPEMFile = 4 << 20
 
 func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxPEMFile+1))
-	if err == nil && len(data) > maxPEMFile {
+	data, err := safefile.ReadFile(context.Background(), path, maxPEMFile)
+	if errors.Is(err, safefile.ErrTooLarge) {
 		err = fmt.Errorf("%s is larger than %d MiB: not a PEM bundle", path, maxPEMFile>>20)
 	}
 	return data, err

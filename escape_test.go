@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+	"unicode"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
+)
+
+// hostile holds what a terminal obeys: an escape sequence (colour, then clear screen), a C1 CSI, DEL,
+// a line break that would forge an output line, and a right-to-left override.
+const hostile = "1.0.0\x1b[31m\x1b[2J\u009b1m\x7f\nforged line\u202eevil"
+
+// obeyed returns the first character of s a terminal would act on rather than show.
+func obeyed(s string) (rune, bool) {
+	for _, r := range s {
+		if r != '\n' && r != '\t' && (unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r)) {
+			return r, true
+		}
+	}
+	return 0, false
+}
+
+func TestStatusHistoryAndLogsEscapeControlCharacters(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	rdb := srv.Client()
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	rdb.Set(ctx, gateKeys.Version, hostile, 0)
+	rdb.XAdd(ctx, &redis.XAddArgs{Stream: gateKeys.History, Values: []any{"version", hostile, "previous", hostile, "outcome", "failed",
+		"holder", hostile, "pod", hostile, "fencing_token", "1", "started", now, "finished", now, "task", "webhook", "error", "400: " + hostile}})
+	rdb.Set(ctx, gateKeys.Lock, `tok{"holder":"`+strings.ReplaceAll(hostile, "\n", `\n`)+`","version":"x\u001b[2J","started":"`+now+`"}`, time.Minute)
+	env := map[string]string{"REDIS_URL": srv.URL(), "PEERDB_DEPLOYMENT_VERSION": "2.0.0", "MAINTENANCE_TERMINATION_LOG": ""}
+	for _, args := range [][]string{{"status"}, {"history"}, {"status", "--json"}, {"history", "--json"}} {
+		code, out, stderr := runIn(t, env, args...)
+		if code != 0 {
+			t.Fatalf("%q: exit %d: %s", args, code, stderr)
+		}
+		if r, ok := obeyed(out); ok {
+			t.Errorf("%q prints %U raw:\n%s", args, r, out)
+		}
+		if strings.Contains(out, "\nforged line") {
+			t.Errorf("%q prints a line break from Redis as a line of its own:\n%s", args, out)
+		}
+		if args[len(args)-1] == "--json" && !strings.Contains(out, `\u001b[31m`) {
+			t.Errorf("%q lost the value instead of escaping it:\n%s", args, out)
+		}
+		if args[0] == "history" && args[len(args)-1] == "--json" {
+			var entries []struct{ Version string }
+			if err := json.Unmarshal([]byte(out), &entries); err != nil || len(entries) != 1 || entries[0].Version != hostile {
+				t.Errorf("history --json does not decode to the value in Redis: %v %+v", err, entries)
+			}
+		}
+	}
+	code, out, _ := runIn(t, env, "unlock")
+	if r, ok := obeyed(out); code != 0 || ok {
+		t.Errorf("unlock: exit %d, prints %U raw:\n%s", code, r, out)
+	}
+	rdb.Set(ctx, gateKeys.Version, hostile, 0)
+	for _, format := range []string{"json", "text"} {
+		env["LOG_FORMAT"] = format
+		env["MAINTENANCE_FORCE"] = "true"
+		code, _, stderr := runIn(t, env, "--", "true")
+		if code != 0 {
+			t.Fatalf("run: exit %d: %s", code, stderr)
+		}
+		if !strings.Contains(stderr, "forged line") {
+			t.Fatalf("%s logs do not name the recorded version:\n%s", format, stderr)
+		}
+		if r, ok := obeyed(stderr); ok {
+			t.Errorf("%s logs print %U raw:\n%s", format, r, stderr)
+		}
+		rdb.Set(ctx, gateKeys.Version, hostile, 0)
+	}
+}
