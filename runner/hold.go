@@ -76,7 +76,7 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 				return Result{}, err
 			}
 			entry.Finished, entry.Outcome, entry.Task, entry.Error = time.Now().UTC(), OutcomeFailed, s.Name, err.Error()
-			if ok, rerr := record(runCtx, r.rdb, r.keys, lk, entry); rerr != nil || !ok {
+			if ok, rerr := record(runCtx, r.wdb, r.keys, lk, entry); rerr != nil || !ok {
 				log.Warn("could not write the failure to history", "err", rerr, "lock_held", ok)
 			}
 			log.Error("task failed, nothing recorded", "task", s.Name, "err", err)
@@ -85,7 +85,12 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 	}
 	r.crashPoint(runCtx, "before-record")
 	entry.Finished, entry.Outcome = time.Now().UTC(), OutcomeSucceeded
-	ok, err := record(runCtx, r.rdb, r.keys, lk, entry)
+	ok, err := record(runCtx, r.wdb, r.keys, lk, entry)
+	if err != nil {
+		// The outcome is unknown (a timeout, a broken connection, the run cancelled while waiting for the
+		// reply): the record may have run. Never retried blindly; what Redis holds is the answer.
+		ok, err = r.recordedUnder(ctx, log, token, err)
+	}
 	if err == nil && !ok {
 		err = fmt.Errorf("%w: the lock was no longer ours at the record", lock.ErrLost)
 	}
@@ -151,7 +156,7 @@ func (r *Runner) runTask(ctx context.Context, log *slog.Logger, lk *lock.Lock, e
 // progress writes progress fields, fenced; a lock that is no longer ours is ErrLost. Its errors are
 // stateErrors, so that a failed write is never taken for a failed task.
 func (r *Runner) progress(ctx context.Context, lk *lock.Lock, reset bool, kv ...string) error {
-	ok, err := writeProgress(ctx, r.rdb, r.keys, lk, reset, kv...)
+	ok, err := writeProgress(ctx, r.wdb, r.keys, lk, reset, kv...)
 	if err == nil && !ok {
 		err = fmt.Errorf("%w: the lock was no longer ours when writing progress", lock.ErrLost)
 	}

@@ -24,8 +24,11 @@ import (
 
 // Runner runs one gate once.
 type Runner struct {
-	cfg    *config.Config
-	rdb    redis.UniversalClient
+	cfg *config.Config
+	rdb redis.UniversalClient
+	// wdb is the client of every write whose outcome matters (lock, fencing token, progress, record): it
+	// never retries on its own (invariant 2).
+	wdb    redis.UniversalClient
 	keys   keys.Keys
 	specs  []tasks.Spec
 	log    *slog.Logger
@@ -55,7 +58,7 @@ type Options struct {
 
 // New returns a Runner for a valid configuration. It opens no connection until used.
 func New(cfg *config.Config, opt Options) *Runner {
-	rdb := cfg.Redis.NewClient()
+	rdb, wdb := cfg.Redis.NewClient(), cfg.Redis.NewWriteClient()
 	k := keys.For(cfg.KeyPrefix, cfg.Name)
 	if opt.Getenv == nil {
 		opt.Getenv = os.Getenv
@@ -64,13 +67,13 @@ func New(cfg *config.Config, opt Options) *Runner {
 		opt.Out = io.Discard
 	}
 	return &Runner{
-		cfg: cfg, rdb: rdb, keys: k, specs: opt.Specs, log: opt.Logger, getenv: opt.Getenv, out: opt.Out, pause: opt.Pause,
-		locker: lock.New(rdb, k.Lock, k.Fence, cfg.LockTTL),
+		cfg: cfg, rdb: rdb, wdb: wdb, keys: k, specs: opt.Specs, log: opt.Logger, getenv: opt.Getenv, out: opt.Out, pause: opt.Pause,
+		locker: lock.New(wdb, k.Lock, k.Fence, cfg.LockTTL),
 	}
 }
 
-// Close closes the Redis connection.
-func (r *Runner) Close() error { return r.rdb.Close() }
+// Close closes the Redis connections.
+func (r *Runner) Close() error { return errors.Join(r.rdb.Close(), r.wdb.Close()) }
 
 // Keys returns the gate's keys.
 func (r *Runner) Keys() keys.Keys { return r.keys }
