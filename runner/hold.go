@@ -65,7 +65,8 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 	log.Info("lock taken, running maintenance", "tasks", len(r.specs), "resumed", len(done))
 	r.crashPoint(runCtx, "before-tasks")
 	entry := Entry{Version: target, Previous: recorded, Holder: r.cfg.Holder, Pod: r.cfg.Pod, FencingToken: token, Started: lk.Holder.Started}
-	env := tasks.Env{FromVersion: recorded, ToVersion: target, FencingToken: token, Getenv: r.getenv, Redis: r.rdb, GateTag: r.keys.Tag}
+	env := tasks.Env{FromVersion: recorded, ToVersion: target, FencingToken: token, Getenv: r.getenv, Redis: r.rdb, GateTag: r.keys.Tag,
+		LockLost: lk.Lost()}
 	for i, s := range r.specs {
 		if err := r.runTask(runCtx, log, lk, env, i, s, done, skips[s.Name]); err != nil {
 			var se *stateError
