@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,9 @@ var (
 	ErrNotObtained = errors.New("lock: not obtained")
 	// ErrLost is the cause of a run's cancellation when the lock is no longer ours.
 	ErrLost = errors.New("lock: lock lost")
+	// ErrCorruptFence means the fencing counter holds something that is not a token: no token is taken
+	// from it, since a wrong one could let a stale writer through.
+	ErrCorruptFence = errors.New("lock: fencing counter corrupted")
 )
 
 // Holder is the metadata written into the lock value, so that status and waiters can tell who holds it.
@@ -142,21 +146,46 @@ func (lk *Lock) Value() string { return lk.lk.Token() + lk.lk.Metadata() }
 // clock in milliseconds. A plain INCR would start again at 1 when Redis loses the counter (a restart
 // without persistence, a failover to a replica that had not received it), handing a new holder a
 // smaller token than a stale one still running; the clock keeps tokens growing across such a loss.
+// Lua numbers are doubles, exact only below 2^53, so the script does its arithmetic on decimal strings
+// (compare by length, then digit by digit; add one with a carry), and refuses a counter that is not a
+// decimal number. The token is returned as a string and parsed as an int64 by the caller.
 var fenceScript = redis.NewScript(`
 if redis.replicate_commands then redis.replicate_commands() end
+local cur = redis.call("get", KEYS[1]) or "0"
+if not string.match(cur, "^[0-9]+$") or #cur > 19 then
+  return redis.error_reply("FENCE the fencing counter " .. KEYS[1] .. " holds " .. string.format("%q", string.sub(cur, 1, 40)) .. ", not a token")
+end
+cur = string.gsub(cur, "^0+(%d)", "%1")
+local digits, carry = {}, 1
+for i = #cur, 1, -1 do
+  local d = string.byte(cur, i) - 48 + carry
+  if d == 10 then d, carry = 0, 1 else carry = 0 end
+  digits[i] = string.char(48 + d)
+end
+local nextTok = table.concat(digits)
+if carry == 1 then nextTok = "1" .. nextTok end
 local t = redis.call("time")
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = math.max(now, tonumber(redis.call("get", KEYS[1]) or "0") + 1)
-redis.call("set", KEYS[1], string.format("%d", n))
+local now = t[1] .. string.format("%03d", math.floor(tonumber(t[2]) / 1000))
+local n = nextTok
+if #now > #n or (#now == #n and now > n) then n = now end
+redis.call("set", KEYS[1], n)
 return n
 `)
 
 // Fence takes the next fencing token: every holder gets a larger one than all before it, even after
-// Redis lost the counter, as long as the server's clock does not go back.
+// Redis lost the counter, as long as the server's clock does not go back. A counter that is not a
+// token, or whose next token would not fit an int64, is ErrCorruptFence.
 func (lk *Lock) Fence(ctx context.Context) (int64, error) {
-	n, err := fenceScript.Run(ctx, lk.locker.client, []string{lk.locker.fenceKey}).Int64()
+	s, err := fenceScript.Run(ctx, lk.locker.client, []string{lk.locker.fenceKey}).Text()
 	if err != nil {
+		if strings.HasPrefix(err.Error(), "FENCE ") {
+			return 0, fmt.Errorf("%w: %s (delete it only if no holder can be running: tokens restart from the server's clock)", ErrCorruptFence, strings.TrimPrefix(err.Error(), "FENCE "))
+		}
 		return 0, fmt.Errorf("lock: fencing token: %w", err)
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: the next token %s of %s does not fit a 64-bit integer", ErrCorruptFence, s, lk.locker.fenceKey)
 	}
 	return n, nil
 }

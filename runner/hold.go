@@ -117,6 +117,9 @@ func (r *Runner) lostOr(runCtx context.Context, err error) error {
 	if redisconn.IsAuthError(err) {
 		return fmt.Errorf("%w: %v", ErrAuth, err)
 	}
+	if perr := permanent("write the gate's state", err); perr != nil {
+		return perr
+	}
 	return fmt.Errorf("%w: %w", lock.ErrLost, err)
 }
 
@@ -176,11 +179,13 @@ func (e *stateError) Unwrap() error { return e.err }
 // redisErr classifies a Redis error met while holding the lock before any task ran: the run's own
 // cancellation (a signal) when there is one, refused permissions, else Redis unreachable.
 func redisErr(ctx context.Context, what string, err error) error {
-	switch {
+	switch perr := permanent(what, err); {
 	case ctx.Err() != nil:
 		return context.Cause(ctx)
 	case redisconn.IsAuthError(err):
 		return fmt.Errorf("%w: %s: %v", ErrAuth, what, err)
+	case perr != nil:
+		return perr
 	default:
 		return fmt.Errorf("%w: %s: %v", ErrUnreachable, what, err)
 	}
