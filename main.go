@@ -96,7 +96,8 @@ func exitCode(err error) int {
 		}
 		return 143
 	case errors.As(err, &cfgErr), errors.As(err, &fileErr), errors.As(err, &usage),
-		errors.Is(err, runner.ErrConfig), errors.Is(err, runner.ErrAuth), errors.Is(err, runner.ErrRedisRefused):
+		errors.Is(err, runner.ErrConfig), errors.Is(err, runner.ErrAuth), errors.Is(err, runner.ErrRedisRefused),
+		errors.Is(err, runner.ErrHolderAlive):
 		return 2
 	case errors.Is(err, runner.ErrUnreachable), errors.Is(err, runner.ErrWaitTimeout), errors.Is(err, runner.ErrRedisUnwritable):
 		return 3
@@ -116,7 +117,8 @@ Usage:
   peerdb-maintenance [run] [--dry-run] [-- command args...]   run the gate (default)
   peerdb-maintenance status [--json] [-n N]                   recorded version, lock holder, current task, history
   peerdb-maintenance history [--json] [-n N]                  the last N attempts
-  peerdb-maintenance unlock                                   force-release a stuck lock
+  peerdb-maintenance unlock [--force]                         remove a stuck lock; a live holder only with --force,
+                                                              which asks it to stop first
   peerdb-maintenance validate [tasks-file]                    check configuration and a task file; no Redis
   peerdb-maintenance version                                  print version, commit and Go version
 

@@ -35,6 +35,9 @@ type Holder struct {
 	Pod     string    `json:"pod,omitempty"`
 	Version string    `json:"version"`
 	Started time.Time `json:"started"`
+	// LockTTLMillis is the holder's MAINTENANCE_LOCK_TTL: unlock tells a live holder (refreshed within
+	// the last keeper interval, TTL/3) from a stuck lock by it.
+	LockTTLMillis int64 `json:"lock_ttl_ms,omitempty"`
 }
 
 // Locker takes the lock of one gate.
@@ -53,6 +56,7 @@ func New(client redis.UniversalClient, key, fenceKey string, ttl time.Duration) 
 
 // Obtain tries once to take the lock. It returns ErrNotObtained when another holder has it.
 func (l *Locker) Obtain(ctx context.Context, h Holder) (*Lock, error) {
+	h.LockTTLMillis = l.ttl.Milliseconds()
 	meta, err := json.Marshal(h)
 	if err != nil {
 		return nil, fmt.Errorf("lock: encode holder: %w", err)
@@ -104,6 +108,40 @@ func (l *Locker) ForceRelease(ctx context.Context) (string, error) {
 	return v, nil
 }
 
+// ReadValue returns the lock key's full value ("" when free) and its remaining TTL (negative when the key
+// has none).
+func (l *Locker) ReadValue(ctx context.Context) (string, time.Duration, error) {
+	var get *redis.StringCmd
+	var pttl *redis.DurationCmd
+	_, err := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, l.key)
+		pttl = p.PTTL(ctx, l.key)
+		return nil
+	})
+	if errors.Is(err, redis.Nil) {
+		return "", 0, nil
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("lock: read: %w", err)
+	}
+	return get.Val(), pttl.Val(), nil
+}
+
+// releaseIfScript deletes the lock key only while it still holds the given value.
+var releaseIfScript = redis.NewScript(`
+if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) end
+return 0
+`)
+
+// ReleaseIf deletes the lock only while it still holds value, and reports whether it did.
+func (l *Locker) ReleaseIf(ctx context.Context, value string) (bool, error) {
+	n, err := releaseIfScript.Run(ctx, l.client, []string{l.key}, value).Int()
+	if err != nil {
+		return false, fmt.Errorf("lock: release: %w", err)
+	}
+	return n == 1, nil
+}
+
 // ParseValue extracts the holder metadata from a lock value (redislock's token followed by JSON).
 func ParseValue(v string) Holder {
 	var h Holder
@@ -123,9 +161,21 @@ type Lock struct {
 	obtained time.Time
 	// lost is set when the keeper cancels the run because the lock is no longer ours.
 	lost atomic.Bool
-	// lostCh is closed at the same moment (see Lost).
+	// lostCh is closed at the same moment (see Lost), or when the holder is asked to stop (Stop).
 	lostCh   chan struct{}
 	lostOnce sync.Once
+	// cancelRun cancels the context Keep returned.
+	cancelRun atomic.Pointer[context.CancelCauseFunc]
+}
+
+// Stop ends the run at once as if the lock were lost (Lost is closed, the context Keep returned is
+// cancelled with cause), but keeps the lock until Release: an operator asked this holder to stop, and
+// it gives the lock up only once its tasks are gone.
+func (lk *Lock) Stop(cause error) {
+	lk.lostOnce.Do(func() { close(lk.lostCh) })
+	if c := lk.cancelRun.Load(); c != nil {
+		(*c)(cause)
+	}
 }
 
 // Lost returns a channel closed when the keeper finds the lock lost, or no longer surely held: a
@@ -221,6 +271,7 @@ func (lk *Lock) Keep(ctx context.Context, log *slog.Logger) (context.Context, fu
 		log = slog.New(slog.DiscardHandler)
 	}
 	runCtx, cancel := context.WithCancelCause(ctx)
+	lk.cancelRun.Store(&cancel)
 	// The keeper's own context ignores ctx: only stop or a lost lock end it.
 	kctx, kcancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})

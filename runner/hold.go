@@ -57,6 +57,7 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 	log = log.With("holder", r.cfg.Holder, "fencing_token", token)
 	runCtx, stopKeeper := lk.Keep(ctx, log)
 	defer stopKeeper()
+	defer r.listenForStop(ctx, log, lk)()
 
 	done, err := r.resume(runCtx, lk, token)
 	if err != nil {
