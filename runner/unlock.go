@@ -109,6 +109,9 @@ func (r *Runner) stopHolder(ctx context.Context, h lock.Holder, value string, tt
 func (r *Runner) listenForStop(ctx context.Context, log *slog.Logger, lk *lock.Lock) func() {
 	// By pattern (the channel's exact name, escaped), so that PUBSUB NUMSUB still counts the waiters only.
 	sub := r.rdb.PSubscribe(ctx, globEscape(r.keys.Events))
+	if _, err := sub.Receive(ctx); err != nil && ctx.Err() == nil {
+		log.Warn("could not listen for unlock --force: a stop notice will not reach this holder", "err", err)
+	}
 	go func() {
 		for m := range sub.Channel() {
 			var n Notice
