@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/version"
 	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
 )
 
@@ -55,7 +56,9 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 				_ = sub.Close()
 				sub, notices = nil, nil
 			}
-			return r.hold(ctx, log, start, lk, recorded)
+			sess := r.openSession(ctx, log, lk)
+			defer sess.Close()
+			return r.hold(sess, log, start, recorded)
 		}
 		switch {
 		case ctx.Err() != nil:
@@ -64,6 +67,9 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 			return Result{}, r.waitTimeout(ctx, waitStart)
 		case redisconn.IsAuthError(err):
 			return Result{}, fmt.Errorf("%w: %v", ErrAuth, err)
+		case permanent("take the lock", err) != nil:
+			// A read-only or full Redis, a renamed EVAL: no holder will ever appear, do not wait for one.
+			return Result{}, permanent("take the lock", err)
 		case !errors.Is(err, lock.ErrNotObtained) && time.Since(lastWarn) >= waitLogEvery:
 			// Redis restarting or unreachable while we wait: say so now and then, keep trying.
 			lastWarn = time.Now()
@@ -83,16 +89,23 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 		if !r.cfg.Force {
 			v, err := r.rdb.Get(waitCtx, r.keys.Version).Result()
 			switch {
-			case err == nil && v == r.cfg.Version:
+			case err == nil && version.Equal(v, r.cfg.Version):
 				log.Info("another replica recorded the version, done", "waited_ms", time.Since(waitStart).Milliseconds())
 				return Result{Outcome: "waited", Previous: recorded}, nil
 			case err == nil && v != recorded:
+				// The recorded version changed while we wait: the downgrade guard and the constraints
+				// are evaluated again against it (invariant 3), not against the version read at start.
 				recorded = v
-				if res, done, err := r.guardDowngrade(log.With("previous_version", recorded), recorded); done {
+				if res, done, err := r.guardDowngrade(waitCtx, log.With("previous_version", recorded), recorded); done {
 					return res, err
+				}
+				if _, err := r.skips(recorded); err != nil {
+					return Result{}, err
 				}
 			case redisconn.IsAuthError(err):
 				return Result{}, fmt.Errorf("%w: %v", ErrAuth, err)
+			case permanent("read the recorded version", err) != nil:
+				return Result{}, permanent("read the recorded version", err)
 			}
 		}
 		// Wait until the lock is free, looking at it with one PTTL per poll: trying it (a script) and
@@ -133,7 +146,7 @@ func (r *Runner) onNotice(log *slog.Logger, m *redis.Message, waitStart time.Tim
 		return Result{}, false, nil
 	}
 	var n Notice
-	if err := json.Unmarshal([]byte(m.Payload), &n); err != nil || n.Version != r.cfg.Version {
+	if err := json.Unmarshal([]byte(m.Payload), &n); err != nil || !version.Equal(n.Version, r.cfg.Version) {
 		return Result{}, false, nil
 	}
 	switch {

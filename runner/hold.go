@@ -14,34 +14,64 @@ import (
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/safefile"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/version"
 	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
 )
 
-// hold is steps 5 (taken) to 9: double check, cooldown, fencing token, keeper, tasks, record, release.
-func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk *lock.Lock, recorded string) (Result, error) {
-	defer func() {
-		if rerr := lk.Release(ctx); rerr != nil {
-			log.Warn("could not release the lock; it expires by itself", "err", rerr)
-		}
-	}()
+// session is the holder's ownership of the lock, from Obtain to release: the keeper, the listener for
+// unlock --force, and the release, ended by one Close once the tasks are gone. Every invariant about
+// the lock's lifetime is kept here rather than spread over the run.
+type session struct {
+	lk *lock.Lock
+	// ctx is the run under the lock: cancelled by a signal (the parent's cause) or when the lock is lost
+	// or the holder is asked to stop (a cause wrapping lock.ErrLost).
+	ctx        context.Context
+	stopKeeper func()
+	stopListen func()
+	log        *slog.Logger
+}
+
+// openSession starts keeping the lock just taken, and listening for a stop notice.
+func (r *Runner) openSession(ctx context.Context, log *slog.Logger, lk *lock.Lock) *session {
+	runCtx, stopKeeper := lk.Keep(ctx, log)
+	return &session{lk: lk, ctx: runCtx, stopKeeper: stopKeeper, stopListen: r.listenForStop(ctx, log, lk), log: log}
+}
+
+// Close ends the session: it must be called only once the tasks are gone. It stops listening, stops
+// the keeper and releases the lock (unless it was lost: then it is someone else's).
+func (s *session) Close() {
+	s.stopListen()
+	s.stopKeeper()
+	if err := s.lk.Release(s.ctx); err != nil {
+		s.log.Warn("could not release the lock; it expires by itself", "err", err)
+	}
+}
+
+// hold is steps 5 (taken) to 9 under the session's lock: double check, cooldown, fencing token, tasks,
+// record. The caller closes the session (release) after it.
+func (r *Runner) hold(sess *session, log *slog.Logger, start time.Time, recorded string) (Result, error) {
+	ctx, lk := sess.ctx, sess.lk
 	target := r.cfg.Version
 	v, err := r.rdb.Get(ctx, r.keys.Version).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return Result{}, redisErr(ctx, "double-check version", err)
 	}
-	if v == target && !r.cfg.Force {
+	if version.Equal(v, target) && !r.cfg.Force {
 		log.Info("version recorded by another replica meanwhile, releasing the lock")
 		return Result{Outcome: "waited", Previous: recorded}, nil
 	}
 	if v != recorded {
 		recorded = v
-		if res, done, err := r.guardDowngrade(log.With("previous_version", recorded), recorded); done {
+		if res, done, err := r.guardDowngrade(ctx, log.With("previous_version", recorded), recorded); done {
 			return res, err
 		}
-		if err := r.checkWhen(recorded); err != nil {
-			return Result{}, err
-		}
+	}
+	// The constraints are evaluated here, under the lock, against the version just read: the only
+	// evaluation the tasks follow (invariant 3).
+	skips, err := r.skips(recorded)
+	if err != nil {
+		return Result{}, err
 	}
 	log = log.With("previous_version", recorded)
 	if err := r.checkCooldown(ctx, log); err != nil {
@@ -52,8 +82,7 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 		return Result{}, redisErr(ctx, "take a fencing token", err)
 	}
 	log = log.With("holder", r.cfg.Holder, "fencing_token", token)
-	runCtx, stopKeeper := lk.Keep(ctx, log)
-	defer stopKeeper()
+	runCtx := ctx
 
 	done, err := r.resume(runCtx, lk, token)
 	if err != nil {
@@ -62,9 +91,10 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 	log.Info("lock taken, running maintenance", "tasks", len(r.specs), "resumed", len(done))
 	r.crashPoint(runCtx, "before-tasks")
 	entry := Entry{Version: target, Previous: recorded, Holder: r.cfg.Holder, Pod: r.cfg.Pod, FencingToken: token, Started: lk.Holder.Started}
-	env := tasks.Env{FromVersion: recorded, ToVersion: target, FencingToken: token, Getenv: r.getenv, Redis: r.rdb, GateTag: r.keys.Tag}
+	env := tasks.Env{FromVersion: recorded, ToVersion: target, FencingToken: token, Getenv: r.getenv, Redis: r.rdb, GateTag: r.keys.Tag,
+		LockLost: lk.Lost()}
 	for i, s := range r.specs {
-		if err := r.runTask(runCtx, log, lk, env, i, s, done, recorded); err != nil {
+		if err := r.runTask(runCtx, log, lk, env, i, s, done, skips[s.Name]); err != nil {
 			var se *stateError
 			if runCtx.Err() != nil || errors.As(err, &se) {
 				// Stopped (lock lost, signal) or unable to write progress: not the task's fault.
@@ -73,7 +103,7 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 				return Result{}, err
 			}
 			entry.Finished, entry.Outcome, entry.Task, entry.Error = time.Now().UTC(), OutcomeFailed, s.Name, err.Error()
-			if ok, rerr := record(runCtx, r.rdb, r.keys, lk, entry); rerr != nil || !ok {
+			if ok, rerr := record(runCtx, r.wdb, r.keys, lk, entry); rerr != nil || !ok {
 				log.Warn("could not write the failure to history", "err", rerr, "lock_held", ok)
 			}
 			log.Error("task failed, nothing recorded", "task", s.Name, "err", err)
@@ -82,7 +112,13 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 	}
 	r.crashPoint(runCtx, "before-record")
 	entry.Finished, entry.Outcome = time.Now().UTC(), OutcomeSucceeded
-	ok, err := record(runCtx, r.rdb, r.keys, lk, entry)
+	ok, err := record(runCtx, r.wdb, r.keys, lk, entry)
+	if err != nil && permanent("record", err) == nil && !redisconn.IsAuthError(err) {
+		// The outcome is unknown (a timeout, a broken connection, the run cancelled while waiting for the
+		// reply): the record may have run. Never retried blindly; what Redis holds is the answer. (A
+		// refusal is no unknown outcome: Redis ran nothing.)
+		ok, err = r.recordedUnder(ctx, log, token, err)
+	}
 	if err == nil && !ok {
 		err = fmt.Errorf("%w: the lock was no longer ours at the record", lock.ErrLost)
 	}
@@ -108,19 +144,23 @@ func (r *Runner) lostOr(runCtx context.Context, err error) error {
 	if redisconn.IsAuthError(err) {
 		return fmt.Errorf("%w: %v", ErrAuth, err)
 	}
+	if perr := permanent("write the gate's state", err); perr != nil {
+		return perr
+	}
 	return fmt.Errorf("%w: %w", lock.ErrLost, err)
 }
 
-// runTask runs the i-th task unless progress says it is done or its constraint does not match.
-func (r *Runner) runTask(ctx context.Context, log *slog.Logger, lk *lock.Lock, env tasks.Env, i int, s tasks.Spec, done map[string]bool, recorded string) error {
+// runTask runs the i-th task unless progress says it is done or its constraints skip it (skip is the
+// reason, "" when they do not).
+func (r *Runner) runTask(ctx context.Context, log *slog.Logger, lk *lock.Lock, env tasks.Env, i int, s tasks.Spec, done map[string]bool, skip string) error {
 	step := fmt.Sprintf("%d/%d", i+1, len(r.specs))
 	tlog := log.With("task", s.Name, "step", step)
 	if done[s.Name] {
 		tlog.Info("task already done in an earlier attempt, skipping")
 		return nil
 	}
-	if ok, reason, _ := s.When.Match(recorded, r.cfg.Version); !ok {
-		tlog.Info("task skipped, constraint not met", "reason", reason)
+	if skip != "" {
+		tlog.Info("task skipped, constraint not met", "reason", skip)
 		return nil
 	}
 	cur, _ := json.Marshal(Current{Step: step, Task: s.Name, Started: time.Now().UTC(), Holder: r.cfg.Holder})
@@ -147,7 +187,7 @@ func (r *Runner) runTask(ctx context.Context, log *slog.Logger, lk *lock.Lock, e
 // progress writes progress fields, fenced; a lock that is no longer ours is ErrLost. Its errors are
 // stateErrors, so that a failed write is never taken for a failed task.
 func (r *Runner) progress(ctx context.Context, lk *lock.Lock, reset bool, kv ...string) error {
-	ok, err := writeProgress(ctx, r.rdb, r.keys, lk, reset, kv...)
+	ok, err := writeProgress(ctx, r.wdb, r.keys, lk, reset, kv...)
 	if err == nil && !ok {
 		err = fmt.Errorf("%w: the lock was no longer ours when writing progress", lock.ErrLost)
 	}
@@ -166,11 +206,13 @@ func (e *stateError) Unwrap() error { return e.err }
 // redisErr classifies a Redis error met while holding the lock before any task ran: the run's own
 // cancellation (a signal) when there is one, refused permissions, else Redis unreachable.
 func redisErr(ctx context.Context, what string, err error) error {
-	switch {
+	switch perr := permanent(what, err); {
 	case ctx.Err() != nil:
 		return context.Cause(ctx)
 	case redisconn.IsAuthError(err):
 		return fmt.Errorf("%w: %s: %v", ErrAuth, what, err)
+	case perr != nil:
+		return perr
 	default:
 		return fmt.Errorf("%w: %s: %v", ErrUnreachable, what, err)
 	}
@@ -184,7 +226,7 @@ func (r *Runner) resume(ctx context.Context, lk *lock.Lock, token int64) (map[st
 		return nil, err
 	}
 	tok := strconv.FormatInt(token, 10)
-	if p == nil || p.Version != r.cfg.Version || r.cfg.Force {
+	if p == nil || !version.Equal(p.Version, r.cfg.Version) || r.cfg.Force {
 		return map[string]bool{}, r.progress(ctx, lk, true, "version", r.cfg.Version, "fencing_token", tok)
 	}
 	done := map[string]bool{}
@@ -205,7 +247,7 @@ func (r *Runner) checkCooldown(ctx context.Context, log *slog.Logger) error {
 		return redisErr(ctx, "read history", err)
 	}
 	for _, e := range entries {
-		if e.Version != r.cfg.Version {
+		if !version.Equal(e.Version, r.cfg.Version) {
 			continue
 		}
 		if e.Outcome == OutcomeFailed && time.Since(e.Finished) < r.cfg.FailureCooldown {

@@ -258,6 +258,28 @@ func (t *Target) NewClient() redis.UniversalClient {
 	}
 }
 
+// NewWriteClient returns a client for the target that never retries a command on its own. go-redis
+// retries a command whose reply timed out or whose connection broke, although the command may have
+// run: for a script that writes (the lock, the fencing token, progress, the record) that is a second
+// write nobody asked for. Writes go through this client, and the gate decides what to do when their
+// outcome is unknown.
+func (t *Target) NewWriteClient() redis.UniversalClient {
+	switch {
+	case t.failover != nil:
+		o := *t.failover
+		o.MaxRetries = -1
+		return redis.NewFailoverClient(&o)
+	case t.cluster != nil:
+		o := *t.cluster
+		o.MaxRetries = -1
+		return redis.NewClusterClient(&o)
+	default:
+		o := *t.standalone
+		o.MaxRetries = -1
+		return redis.NewClient(&o)
+	}
+}
+
 // Redact returns the URL with every password (user info and password query parameters) replaced.
 func Redact(raw string) string {
 	u, err := url.Parse(raw)
@@ -338,6 +360,41 @@ func IsAuthError(err error) bool {
 		}
 	}
 	return false
+}
+
+// Refusal is the class of a Redis error that no retry can cure.
+type Refusal int
+
+const (
+	// Transient: anything else (a timeout, a broken connection, a Redis loading its data); may be retried.
+	Transient Refusal = iota
+	// Unwritable: a Redis that refuses writes, read-only (READONLY: a replica) or full (OOM under
+	// noeviction, MISCONF after a failed save).
+	Unwritable
+	// Refused: a command refused whatever the state of Redis: a key of the wrong type (WRONGTYPE), an
+	// unknown, renamed or disabled command, a permission missing (NOPERM).
+	Refused
+)
+
+// Classify says whether err is a permanent Redis error, and of which class, by the error code Redis
+// put first in its reply (also inside a script's error).
+func Classify(err error) Refusal {
+	var rerr redis.Error
+	if err == nil || !errors.As(err, &rerr) {
+		return Transient
+	}
+	msg := rerr.Error()
+	for _, p := range []string{"READONLY", "OOM", "MISCONF"} {
+		if strings.HasPrefix(msg, p+" ") {
+			return Unwritable
+		}
+	}
+	for _, p := range []string{"WRONGTYPE ", "NOPERM ", "ERR unknown command", "ERR unknown subcommand", "ERR Unknown command"} {
+		if strings.HasPrefix(msg, p) {
+			return Refused
+		}
+	}
+	return Transient
 }
 
 // IsCertificateError reports whether err is our side refusing the server's TLS certificate: signed by
