@@ -102,7 +102,7 @@ func idleAfterStart(t *testing.T, idle int32) (*httptest.Server, *atomic.Int32) 
 }
 
 func TestPeerDBOneIdleStatusRightAfterTheStartIsNotYetAFailedStart(t *testing.T) {
-	srv, _ := idleAfterStart(t, maxIdlePolls-1)
+	srv, _ := idleAfterStart(t, 1)
 	p := loadPeerDB(t, `{action: maintenance-start, url: "`+srv.URL+`", poll_interval: 1ms}`, nil)
 	env, _ := runEnv(t, nil)
 	if err := p.Run(context.Background(), env); err != nil {

@@ -104,6 +104,21 @@ func TestPeerDBSecretInTheMessageOfARetriedErrorStaysOutOfTheLog(t *testing.T) {
 	}
 }
 
+func TestPeerDBErrorMessageHidesASecretTheServerEscaped(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = fmt.Fprintf(w, `{"code":7,"message":"%s may not","details":[]}`, jsonEscapes[`"/" as "\/" (PHP, some proxies)`](r.Header.Get("X-Api-Key")))
+	}))
+	defer srv.Close()
+	p := loadPeerDB(t, `{action: wait-ready, url: "`+srv.URL+`", headers: {X-Api-Key: {env: KEY}}}`, map[string]string{"KEY": "AbC/dEf+s3cret=="})
+	env, _ := runEnv(t, nil)
+	err := p.Run(context.Background(), env)
+	var fe *FlowAPIError
+	if !errors.As(err, &fe) || fe.Message != "*** may not" {
+		t.Errorf("want the decoded message with the key hidden, got %#v (%v)", fe, err)
+	}
+}
+
 func TestURLWithAnUnencodedSlashInThePasswordIsRefusedWithoutShowingIt(t *testing.T) {
 	for _, kind := range []string{"http: {url: ", "peerdb: {action: wait-ready, url: "} {
 		_, err := Parse([]byte("tasks:\n  - name: t\n    "+kind+`"http://admin:s3cr/et@flow-api:8113"}`+"\n"), "tasks.yaml", LoadContext{})
