@@ -92,21 +92,22 @@ func (hs headerSet) build(expand *strings.Replacer) (http.Header, []string, erro
 const maxHeaderFile = 64 << 10
 
 // readHeaderFile reads a header value from a file, as Kubernetes mounts a Secret or a projected
-// service account token: one line, trailing whitespace dropped. Only a regular file is opened (a FIFO
-// would block), and without blocking.
+// service account token: one line, trailing whitespace dropped. The file is opened without blocking
+// (a FIFO would block an ordinary open), then checked to be a regular file: checking the path first
+// would leave a moment in which a FIFO could take the file's place.
 func readHeaderFile(path string) (string, error) {
-	st, err := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	st, err := f.Stat()
 	if err != nil {
 		return "", err
 	}
 	if !st.Mode().IsRegular() {
 		return "", fmt.Errorf("%s is not a regular file", path)
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxHeaderFile+1))
 	if err != nil {
 		return "", err

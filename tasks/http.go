@@ -16,9 +16,10 @@ import (
 )
 
 // HTTP sends one request and checks that the answer's status is expected. Connection errors, requests
-// cut by request_timeout, and 429, 500, 502, 503 and 504 answers are retried with capped exponential
-// backoff until the task's timeout; any other unexpected status (400, 401, 403, 404, 501, ...) fails at
-// once, with the start of the response body in the error. Every secret value the task knows (header
+// cut by request_timeout, and 429 (after its Retry-After), 502, 503 and 504 answers are retried with
+// capped exponential backoff until the task's timeout, 500 for three answers in a row; any other
+// unexpected status (400, 401, 403, 404, 501, ...) fails at once, with the start of the response body
+// in the error. Every secret value the task knows (header
 // values from env or file, a URL password) is shown as *** in what it logs and returns.
 type HTTP struct {
 	Method string
@@ -106,7 +107,9 @@ func (h *HTTP) Run(ctx context.Context, env Env) error {
 		if h.expected(status) {
 			return false, nil
 		}
-		return retryable(status), fmt.Errorf("status %d, expected %s: %s", status, h.expectText(), h.req.excerpt(ans.body))
+		err = fmt.Errorf("status %d, expected %s: %s", status, h.expectText(), h.req.excerpt(ans.body))
+		se := &statusError{err: err, again: h.req.retryable(status), wait: ans.retryAfter}
+		return se.again, se
 	})
 	if err != nil {
 		return h.req.redactErr(fmt.Errorf("%s %s: %w", h.Method, target, err))
@@ -135,6 +138,11 @@ func checkHTTPURL(raw string) error {
 		return errors.New("required")
 	}
 	u, err := url.Parse(raw)
+	if err != nil && strings.Contains(raw, "@") {
+		// url.Parse quotes the part of the authority it choked on, which may be the start of the
+		// password.
+		return errors.New("not a URL (percent-encode special characters in the password)")
+	}
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -131,16 +132,26 @@ func TestHTTPRefusedConnectionIsRetriedUntilTheTaskTimeout(t *testing.T) {
 	addr := "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t)) // nothing listens there: connections are refused
 	h := loadHTTP(t, `{url: "http://`+addr+`/"}`, nil)
 	env, log := runEnv(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	err := h.Run(ctx, env)
+	err := timeOutWhenLogged(t, h, env, log, "attempt failed, retrying")
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("want the task timeout, got %v", err)
 	}
 	if !strings.Contains(err.Error(), "connection refused") {
 		t.Errorf("error %q does not say the last attempt was refused", err)
 	}
-	log.await(t, "attempt failed, retrying")
+}
+
+// timeOutWhenLogged runs task and ends it as the task timeout would (cause DeadlineExceeded) once msg
+// has been logged, so that a loaded machine cannot end it before its first attempt.
+func timeOutWhenLogged(t *testing.T, task Task, env Env, log *logRecorder, msg string) error {
+	t.Helper()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	done := make(chan error, 1)
+	go func() { done <- task.Run(ctx, env) }()
+	log.await(t, msg)
+	cancel(fmt.Errorf("task timed out: %w", context.DeadlineExceeded))
+	return <-done
 }
 
 func TestHTTPServerThatNeverAnswersFailsAtTheTaskTimeout(t *testing.T) {

@@ -28,6 +28,10 @@ const (
 	QueueMaintenance = "maintenance"
 )
 
+// maxIdlePolls is how many idle status answers in a row (no workflow running, mode off) end a
+// maintenance-start as failed.
+const maxIdlePolls = 3
+
 // DefaultPollInterval is how often a peerdb task asks flow-api for progress.
 const DefaultPollInterval = 2 * time.Second
 
@@ -45,18 +49,21 @@ const (
 //   - wait-ready polls GET /v1/version until flow-api answers;
 //   - maintenance-start posts MAINTENANCE_STATUS_START (usePeerflowTaskQueue per task_queue), polls the
 //     status until the start workflow is over and the mode is on (MAINTENANCE_MODE_ENABLED), then checks
-//     with GET /v1/mirrors/list that no CDC mirror still runs;
+//     with GET /v1/mirrors/list that no mirror still runs (PeerDB pauses every running mirror, CDC or not);
 //   - maintenance-end posts MAINTENANCE_STATUS_END, then polls until maintenanceRunning is false.
 //
-// Connection errors and 429/5xx answers (but 501) are waited out within the task's timeout; 400, 401,
-// 403, 404 and 501 fail at once with the gateway's message.
+// Connection errors and 429, 502, 503 and 504 answers are waited out within the task's timeout, 500
+// for three answers in a row; 400, 401, 403, 404, 501 and other statuses fail at once with the
+// gateway's message. An answer without the fields flow-api always sends (version, workflowId and
+// runId, phase, mirrors) fails at once: the URL points at something else.
 type PeerDB struct {
 	Action       string
 	URL          string // flow-api's HTTP gateway, e.g. http://flow-api:8113
 	PollInterval time.Duration
 	// TaskQueue is QueuePeerflow or QueueMaintenance.
 	TaskQueue string
-	// SkipIfNoMirrors skips maintenance-start when there is no CDC mirror to pause.
+	// SkipIfNoMirrors skips maintenance-start when PeerDB has no mirror at all, as PeerDB's own
+	// maintenance command does.
 	SkipIfNoMirrors bool
 
 	progressEvery time.Duration
@@ -161,7 +168,7 @@ func (p *PeerDB) waitReady(ctx context.Context, env Env) error {
 		DeploymentVersion string `json:"deploymentVersion"`
 	}
 	err := p.poll(ctx, env, "flow-api to answer", nil, func() (bool, error) {
-		return true, p.call(ctx, env, "GET", "/v1/version", nil, &v)
+		return true, p.call(ctx, env, "GET", "/v1/version", nil, &v, "version")
 	})
 	if err == nil {
 		env.Logger.Info("flow-api ready", "peerdb_version", p.req.redact(v.Version), "deployment_version", p.req.redact(v.DeploymentVersion))
@@ -175,20 +182,29 @@ func (p *PeerDB) startMaintenance(ctx context.Context, env Env) error {
 		if err != nil {
 			return err
 		}
-		if cdc := mirrors.cdc(); len(cdc) == 0 {
-			env.Logger.Info("peerdb maintenance start skipped", "reason", "no CDC mirror to pause (skip_if_no_mirrors)", "mirrors", len(mirrors))
+		// As PeerDB's own maintenance command: skipped only when there is no mirror at all, since its
+		// start workflow pauses every running mirror, CDC or not.
+		if len(mirrors) == 0 {
+			env.Logger.Info("peerdb maintenance start skipped", "reason", "no mirror to pause (skip_if_no_mirrors)")
 			return nil
 		}
 	}
 	pr := p.newProgress(env)
+	idle := 0 // idle answers in a row
 	err := p.maintenance(ctx, env, "MAINTENANCE_STATUS_START", "the start workflow to end with maintenance mode on", pr, func(s maintenanceStatus) (bool, error) {
 		switch {
 		case s.Phase == phaseEnabled:
 			return true, nil
-		case !s.MaintenanceRunning:
-			return false, fmt.Errorf("PeerDB's start-maintenance workflow ended without enabling maintenance mode (%s)", s)
+		case s.MaintenanceRunning:
+			idle = 0
+			return false, nil
 		}
-		return false, nil
+		// PeerDB's status handler reads a failed look-up of the workflow (a Temporal hiccup) as "not
+		// running": one idle answer is not yet a workflow that ended.
+		if idle++; idle < maxIdlePolls {
+			return false, nil
+		}
+		return false, fmt.Errorf("PeerDB's start-maintenance workflow ended without enabling maintenance mode (%s, %d answers in a row)", s, idle)
 	})
 	if err != nil {
 		return err
@@ -198,9 +214,10 @@ func (p *PeerDB) startMaintenance(ctx context.Context, env Env) error {
 		return fmt.Errorf("maintenance mode is on, but the mirrors could not be checked: %w", err)
 	}
 	if running := mirrors.notPaused(); len(running) > 0 {
-		return fmt.Errorf("maintenance mode is on, but CDC mirrors are not paused: %s (the start workflow may have failed after turning the mode on)", strings.Join(running, ", "))
+		return fmt.Errorf("maintenance mode is on, but mirrors are not paused: %s (the start workflow may have failed after turning the mode on; "+
+			"maintenance mode stays on until maintenance-end runs)", strings.Join(running, ", "))
 	}
-	env.Logger.Info("peerdb mirrors paused", "cdc_mirrors", len(mirrors.cdc()))
+	env.Logger.Info("peerdb mirrors paused", "mirrors", len(mirrors))
 	return nil
 }
 
@@ -213,8 +230,12 @@ func (p *PeerDB) endMaintenance(ctx context.Context, env Env) error {
 // maintenance posts a maintenance request, then polls the maintenance status until done says so.
 func (p *PeerDB) maintenance(ctx context.Context, env Env, status, waitingFor string, pr *progress, done func(maintenanceStatus) (bool, error)) error {
 	body := fmt.Appendf(nil, `{"status":%q,"usePeerflowTaskQueue":%t}`, status, p.TaskQueue == QueuePeerflow)
+	var started struct {
+		WorkflowID string `json:"workflowId"`
+		RunID      string `json:"runId"`
+	}
 	if _, err := p.backoff.retry(ctx, env.Logger, func() (bool, error) {
-		err := p.call(ctx, env, "POST", "/v1/instance/maintenance", body, nil)
+		err := p.call(ctx, env, "POST", "/v1/instance/maintenance", body, &started, "workflowId", "runId")
 		return transient(err), err
 	}); err != nil {
 		return err
@@ -222,7 +243,7 @@ func (p *PeerDB) maintenance(ctx context.Context, env Env, status, waitingFor st
 	env.Logger.Info("peerdb maintenance requested", "request", status, "task_queue", p.queueName())
 	return p.poll(ctx, env, waitingFor, pr, func() (bool, error) {
 		var s maintenanceStatus
-		if err := p.call(ctx, env, "GET", "/v1/instance/maintenance/status", nil, &s); err != nil {
+		if err := p.call(ctx, env, "GET", "/v1/instance/maintenance/status", nil, &s, "phase"); err != nil {
 			return false, err
 		}
 		pr.observe(s, time.Now())
@@ -247,12 +268,12 @@ func (p *PeerDB) poll(ctx context.Context, env Env, waitingFor string, pr *progr
 			if !transient(err) {
 				return err
 			}
-			if err.Error() != lastErr {
+			if err.Error() != lastErr { // call's errors have the secrets hidden
 				env.Logger.Info("waiting for flow-api", "waiting_for", waitingFor, "polls", n, "err", err)
 				lastErr = err.Error()
 			}
 		}
-		if sleep(ctx, p.PollInterval) != nil {
+		if sleep(ctx, max(p.PollInterval, waitAtLeast(err))) != nil {
 			break
 		}
 	}

@@ -22,8 +22,14 @@ const (
 
 var phaseNames = []string{phaseUnknown, phaseStart, phaseEnabled, phaseEnd}
 
-// call sends one request to flow-api and decodes a 2xx JSON answer into out (when not nil).
-func (p *PeerDB) call(ctx context.Context, env Env, method, path string, body []byte, out any) error {
+// call sends one request to flow-api and decodes a 2xx JSON answer into out (when not nil), which
+// must hold each of the fields named in required: a server that answers {} to everything (a catch-all
+// route, a mock) is not flow-api. The error has every secret the task knows hidden.
+func (p *PeerDB) call(ctx context.Context, env Env, method, path string, body []byte, out any, required ...string) error {
+	return p.req.redactErr(p.callOnce(ctx, env, method, path, body, out, required))
+}
+
+func (p *PeerDB) callOnce(ctx context.Context, env Env, method, path string, body []byte, out any, required []string) error {
 	header := http.Header{"Accept": {"application/json"}}
 	if body != nil {
 		header.Set("Content-Type", "application/json")
@@ -33,14 +39,36 @@ func (p *PeerDB) call(ctx context.Context, env Env, method, path string, body []
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if ans.status < 200 || ans.status > 299 {
-		return newFlowAPIError(method, path, ans.status, []byte(p.req.redact(string(ans.body))))
+		return &statusError{err: newFlowAPIError(method, path, ans.status, ans.body, p.req.redact),
+			again: p.req.retryable(ans.status), wait: ans.retryAfter}
 	}
-	if out != nil {
-		if err := json.Unmarshal(ans.body, out); err != nil {
-			return fmt.Errorf("%s %s: status %d but %w (%v): %s", method, path, ans.status, errNotFlowAPI, err, p.req.excerpt(ans.body))
-		}
+	if out == nil {
+		return nil
+	}
+	if ans.cut {
+		return fmt.Errorf("%s %s: status %d but %w", method, path, ans.status, errTooLarge)
+	}
+	if err := json.Unmarshal(ans.body, out); err != nil {
+		return fmt.Errorf("%s %s: status %d but %w (%v): %s", method, path, ans.status, errNotFlowAPI, err, p.req.excerpt(ans.body))
+	}
+	if missing := missingFields(ans.body, required); len(missing) > 0 {
+		return fmt.Errorf("%s %s: status %d but %w (no %s): %s", method, path, ans.status, errNotFlowAPI, strings.Join(missing, ", "), p.req.excerpt(ans.body))
 	}
 	return nil
+}
+
+// missingFields returns the names of required that the JSON object body lacks, holds as null, or
+// holds as an empty string.
+func missingFields(body []byte, required []string) []string {
+	var fields map[string]json.RawMessage
+	_ = json.Unmarshal(body, &fields)
+	var out []string
+	for _, name := range required {
+		if v := string(fields[name]); v == "" || v == "null" || v == `""` {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // errNotFlowAPI marks a 2xx answer that is not the gateway's JSON: the URL points at something else.
@@ -55,16 +83,18 @@ type FlowAPIError struct {
 	Message      string // the gateway's message, or an excerpt of the body
 }
 
-func newFlowAPIError(method, path string, status int, body []byte) *FlowAPIError {
+// newFlowAPIError reads an error answer. redact hides the task's secrets in the message: after
+// decoding, since JSON may write a secret escaped ("\/") where the raw body does not show it whole.
+func newFlowAPIError(method, path string, status int, body []byte, redact func(string) string) *FlowAPIError {
 	e := &FlowAPIError{Method: method, Path: path, Status: status}
 	var s struct {
 		Code    int    `json:"code"`
 		Message string `json:"message"`
 	}
 	if json.Unmarshal(body, &s) == nil && s.Message != "" {
-		e.Code, e.Message = s.Code, s.Message
+		e.Code, e.Message = s.Code, redact(s.Message)
 	} else {
-		e.Message = bodyExcerpt(body)
+		e.Message = bodyExcerpt([]byte(redact(string(body))))
 	}
 	return e
 }
@@ -161,13 +191,12 @@ func (p phaseString) String() string {
 // mirror is one entry of GET /v1/mirrors/list.
 type mirror struct {
 	Name   string `json:"name"`
-	IsCDC  bool   `json:"isCdc"`
 	Status string `json:"status"`
 }
 
 type mirrorList []mirror
 
-// mirrorsAtRest are the FlowStatus values of a CDC mirror that moves no data: paused, or over.
+// mirrorsAtRest are the FlowStatus values of a mirror that moves no data: paused, or over.
 var mirrorsAtRest = []string{"STATUS_PAUSED", "STATUS_TERMINATED", "STATUS_COMPLETED", "STATUS_FAILED"}
 
 // mirrors lists PeerDB's mirrors, waiting out transient failures.
@@ -176,27 +205,17 @@ func (p *PeerDB) mirrors(ctx context.Context, env Env) (mirrorList, error) {
 		Mirrors mirrorList `json:"mirrors"`
 	}
 	_, err := p.backoff.retry(ctx, env.Logger, func() (bool, error) {
-		err := p.call(ctx, env, "GET", "/v1/mirrors/list", nil, &list)
+		err := p.call(ctx, env, "GET", "/v1/mirrors/list", nil, &list, "mirrors")
 		return transient(err), err
 	})
 	return list.Mirrors, err
 }
 
-// cdc returns the CDC mirrors.
-func (ms mirrorList) cdc() mirrorList {
-	var out mirrorList
-	for _, m := range ms {
-		if m.IsCDC {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-// notPaused names the CDC mirrors that still move data, with their status.
+// notPaused names the mirrors that still move data, with their status. Every kind counts: PeerDB's
+// start workflow pauses every running mirror (PauseMirrorIfRunning), CDC or not.
 func (ms mirrorList) notPaused() []string {
 	var out []string
-	for _, m := range ms.cdc() {
+	for _, m := range ms {
 		if !slices.Contains(mirrorsAtRest, m.Status) {
 			out = append(out, m.Name+" ("+m.Status+")")
 		}

@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -58,10 +59,13 @@ func (pr *progress) hint() string {
 	if !pr.seen || !pr.last.workflowPhase() || len(pr.last.PendingActivities) > 0 {
 		return ""
 	}
+	// PeerDB prefixes its queues with PEERDB_DEPLOYMENT_UID when set, as PeerDB's Helm chart sets it.
+	prefixed := fmt.Sprintf(" (with PEERDB_DEPLOYMENT_UID set, as in PeerDB's Helm chart, the queue is <uid>-%s: "+
+		"flow-api and the workers need the same PEERDB_DEPLOYMENT_UID)", pr.queue)
 	if pr.queue == "maintenance-flow-task-queue" {
 		return "the workflow waits on task queue maintenance-flow-task-queue, which only a flow worker started with " +
-			"USE_MAINTENANCE_TASK_QUEUE=true polls: run one, or set task_queue: peerflow to use the stock flow-worker"
+			"USE_MAINTENANCE_TASK_QUEUE=true polls: run one, or set task_queue: peerflow to use the stock flow-worker" + prefixed
 	}
 	return "the workflow waits on task queue peer-flow-task-queue, which flow-worker polls: check that flow-worker " +
-		"runs and reaches Temporal"
+		"runs and reaches Temporal" + prefixed
 }

@@ -87,7 +87,7 @@ func TestPeerDBStartAndEndWithOnlyTheStockWorkerAndDefaultOptions(t *testing.T) 
 	if got, want := strings.Join(phasesLogged(log.String()), " "), "MAINTENANCE_PHASE_START_MAINTENANCE MAINTENANCE_PHASE_MAINTENANCE_MODE_ENABLED"; got != want {
 		t.Errorf("start went through phases %s, want %s (recording 10)", got, want)
 	}
-	for _, want := range []string{"EnableMaintenanceMode", "BackgroundAlerter", `msg="peerdb mirrors paused" cdc_mirrors=1`} {
+	for _, want := range []string{"EnableMaintenanceMode", "BackgroundAlerter", `msg="peerdb mirrors paused" mirrors=2`} {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("the log does not show %q:\n%s", want, log)
 		}
@@ -158,6 +158,23 @@ func TestPeerDBStartWithNoWorkerAtAllSaysFlowWorkerMustRun(t *testing.T) {
 	if !strings.Contains(err.Error(), "peer-flow-task-queue, which flow-worker polls") {
 		t.Errorf("timeout error %q does not point at flow-worker", err)
 	}
+	// PeerDB's Helm chart sets PEERDB_DEPLOYMENT_UID, which prefixes the queue's name.
+	if !strings.Contains(err.Error(), "<uid>-peer-flow-task-queue") {
+		t.Errorf("timeout error %q does not name the prefixed queue", err)
+	}
+}
+
+func TestPeerDBStartFailsWhenARunningNonCDCMirrorWasNotPaused(t *testing.T) {
+	api := flowapitest.Start(t)
+	api.Do(func(s *flowapitest.Server) {
+		s.StartFails = true // the mode goes on, the workflow fails before pausing
+		s.Mirrors = []flowapitest.Mirror{{Name: "xmin_orders", Status: "STATUS_RUNNING"}}
+	})
+	p := loadPeerDB(t, `{action: maintenance-start, url: "`+api.URL+`", poll_interval: 1ms}`, nil)
+	env, _ := runEnv(t, nil)
+	if err := p.Run(context.Background(), env); err == nil || !strings.Contains(err.Error(), "not paused: xmin_orders (STATUS_RUNNING)") {
+		t.Errorf("want the start failed naming xmin_orders, got %v", err)
+	}
 }
 
 func TestPeerDBStartFailsNamingTheMirrorsThatAreNotPaused(t *testing.T) {
@@ -170,19 +187,22 @@ func TestPeerDBStartFailsNamingTheMirrorsThatAreNotPaused(t *testing.T) {
 	p := loadPeerDB(t, `{action: maintenance-start, url: "`+api.URL+`", poll_interval: 1ms}`, nil)
 	env, _ := runEnv(t, nil)
 	err := p.Run(context.Background(), env)
-	if err == nil || !strings.Contains(err.Error(), "CDC mirrors are not paused: orders_cdc (STATUS_RUNNING), events_cdc (STATUS_SNAPSHOT)") {
+	if err == nil || !strings.Contains(err.Error(), "mirrors are not paused: orders_cdc (STATUS_RUNNING), events_cdc (STATUS_SNAPSHOT)") {
 		t.Fatalf("want a failed start naming the running mirrors, got %v", err)
 	}
 }
 
-func TestPeerDBSkipIfNoMirrorsSkipsTheStartOnlyWithoutCDCMirrors(t *testing.T) {
+// As PeerDB's own maintenance command, which skips only when the mirror list is empty: its start
+// workflow pauses every running mirror, CDC or not.
+func TestPeerDBSkipIfNoMirrorsSkipsTheStartOnlyWhenPeerDBHasNoMirror(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		mirrors []flowapitest.Mirror
 		posts   int
 	}{
 		{"no mirror at all", nil, 0},
-		{"only a finished snapshot mirror", []flowapitest.Mirror{{Name: "backfill", Status: "STATUS_COMPLETED"}}, 0},
+		{"only a finished snapshot mirror", []flowapitest.Mirror{{Name: "backfill", Status: "STATUS_COMPLETED"}}, 1},
+		{"a running XMin mirror", []flowapitest.Mirror{{Name: "xmin_orders", Status: "STATUS_RUNNING"}}, 1},
 		{"a CDC mirror", []flowapitest.Mirror{{Name: "orders_cdc", IsCDC: true, Status: "STATUS_RUNNING"}}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -289,13 +309,10 @@ func TestPeerDBRefusedConnectionIsWaitedOutUntilTheTaskTimeout(t *testing.T) {
 	addr := "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t)) // nothing listens there: connections are refused
 	p := loadPeerDB(t, `{action: wait-ready, url: "http://`+addr+`", poll_interval: 5ms}`, nil)
 	env, log := runEnv(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	err := p.Run(ctx, env)
+	err := timeOutWhenLogged(t, p, env, log, "waiting for flow-api")
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("want the task timeout after refused connections, got %v", err)
 	}
-	log.await(t, "waiting for flow-api")
 }
 
 func TestPeerDBCancelledContextStopsAHangingRequestWithItsCause(t *testing.T) {

@@ -47,7 +47,7 @@ func (b backoff) retry(ctx context.Context, log *slog.Logger, attempt func() (ag
 			return n, err
 		}
 		last = err
-		d := b.delay(n)
+		d := max(b.delay(n), waitAtLeast(err))
 		log.Warn("attempt failed, retrying", "attempt", n, "retry_in_ms", d.Milliseconds(), "err", err)
 		if sleep(ctx, d) != nil {
 			return n, stopped(ctx, n, last)

@@ -13,7 +13,9 @@
 //     returns the same run id; an end without a start runs the end workflow;
 //   - the phase derived as PeerDB's handler derives it: START_MAINTENANCE while the start workflow runs,
 //     else END_MAINTENANCE while the end workflow runs, else MAINTENANCE_MODE_ENABLED when the mode is on,
-//     else UNKNOWN; the start workflow turns the mode on early, then pauses running CDC mirrors;
+//     else UNKNOWN; the start workflow turns the mode on early, then backs up and pauses every running
+//     mirror, CDC or not; the end workflow resumes only the mirrors a start backed up, so an END
+//     without START leaves a mirror the user paused paused;
 //   - the real error bodies {"code", "message", "details": []}: 400 invalid maintenance status, 404 Not
 //     Found, 501 Method Not Allowed, and with OAuth on the 401 messages of PeerDB's middleware.
 //
@@ -97,6 +99,7 @@ type Server struct {
 	Arrived chan string
 
 	workflows map[string]*workflow // by workflow id: start-maintenance, end-maintenance
+	backedUp  []string             // the mirrors the last start paused, which the end resumes (GetBackedUpFlows)
 	runs      int
 	requests  []Request
 }

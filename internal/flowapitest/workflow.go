@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -36,8 +37,8 @@ const alerter = "BackgroundAlerter"
 var startSteps = []step{
 	{},
 	{activities: []string{alerter, "EnableMaintenanceMode"}, done: func(s *Server) { s.ModeEnabled = true }},
-	{activities: []string{alerter, "WaitForRunningSnapshotsAndIntermediateStates"}, done: func(s *Server) { s.setMirrors("STATUS_RUNNING", "STATUS_PAUSING") }},
-	{activities: []string{alerter, "PauseMirrorIfRunning"}, done: func(s *Server) { s.setMirrors("STATUS_PAUSING", "STATUS_PAUSED") }},
+	{activities: []string{alerter, "WaitForRunningSnapshotsAndIntermediateStates"}, done: (*Server).backUpRunning},
+	{activities: []string{alerter, "PauseMirrorIfRunning"}, done: func(s *Server) { s.setMirrors(s.backedUp, "STATUS_PAUSING", "STATUS_PAUSED") }},
 	{activities: []string{alerter}},
 }
 
@@ -46,7 +47,8 @@ var endSteps = []step{
 	{activities: []string{alerter, "GetBackedUpFlows"}},
 	{activities: []string{alerter}, done: func(s *Server) {
 		s.ModeEnabled = false
-		s.setMirrors("STATUS_PAUSED", "STATUS_RUNNING")
+		s.setMirrors(s.backedUp, "STATUS_PAUSED", "STATUS_RUNNING")
+		s.backedUp = nil
 	}},
 }
 
@@ -155,10 +157,22 @@ func (wf *workflow) pending() []any {
 	return out
 }
 
-// setMirrors moves every CDC mirror in status from to status to.
-func (s *Server) setMirrors(from, to string) {
+// backUpRunning is what the start workflow does before pausing: it records the running mirrors, of
+// every kind (PeerDB's GetAllMirrors lists every flow), for the end workflow to resume, and pauses them.
+func (s *Server) backUpRunning() {
+	s.backedUp = nil
+	for _, m := range s.Mirrors {
+		if m.Status == "STATUS_RUNNING" {
+			s.backedUp = append(s.backedUp, m.Name)
+		}
+	}
+	s.setMirrors(s.backedUp, "STATUS_RUNNING", "STATUS_PAUSING")
+}
+
+// setMirrors moves the mirrors named in names that are in status from to status to.
+func (s *Server) setMirrors(names []string, from, to string) {
 	for i, m := range s.Mirrors {
-		if m.IsCDC && m.Status == from {
+		if m.Status == from && slices.Contains(names, m.Name) {
 			s.Mirrors[i].Status = to
 		}
 	}
