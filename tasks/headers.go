@@ -1,18 +1,19 @@
 package tasks
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"regexp"
 	"sort"
 	"strings"
-	"syscall"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/safefile"
 )
 
 // headerSet is the headers of a request of the http and peerdb kinds. Values read from the environment
@@ -92,28 +93,15 @@ func (hs headerSet) build(expand *strings.Replacer) (http.Header, []string, erro
 const maxHeaderFile = 64 << 10
 
 // readHeaderFile reads a header value from a file, as Kubernetes mounts a Secret or a projected
-// service account token: one line, trailing whitespace dropped. The file is opened without blocking
-// (a FIFO would block an ordinary open), then checked to be a regular file: checking the path first
-// would leave a moment in which a FIFO could take the file's place.
+// service account token: one line, trailing whitespace dropped. safefile opens it without blocking and
+// refuses anything but a regular file (a FIFO would block an ordinary open).
 func readHeaderFile(path string) (string, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	if !st.Mode().IsRegular() {
-		return "", fmt.Errorf("%s is not a regular file", path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxHeaderFile+1))
-	if err != nil {
-		return "", err
-	}
-	if len(data) > maxHeaderFile {
+	data, err := safefile.ReadFile(context.Background(), path, maxHeaderFile)
+	if errors.Is(err, safefile.ErrTooLarge) {
 		return "", fmt.Errorf("%s holds more than %d KiB", path, maxHeaderFile>>10)
+	}
+	if err != nil {
+		return "", err
 	}
 	v := strings.TrimRight(string(data), " \t\r\n")
 	switch {

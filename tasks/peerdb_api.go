@@ -46,7 +46,7 @@ func (p *PeerDB) callOnce(ctx context.Context, env Env, method, path string, bod
 		return nil
 	}
 	if ans.cut {
-		return fmt.Errorf("%s %s: status %d but %w", method, path, ans.status, errTooLarge)
+		return fmt.Errorf("%s %s: status %d but %w", method, path, ans.status, errAnswerTooLarge)
 	}
 	if err := json.Unmarshal(ans.body, out); err != nil {
 		return fmt.Errorf("%s %s: status %d but %w (%v): %s", method, path, ans.status, errNotFlowAPI, err, p.req.excerpt(ans.body))

@@ -153,8 +153,8 @@ type answer struct {
 	cut        bool // the body was longer than maxAnswer
 }
 
-// errTooLarge is the cause of an answer whose body is longer than maxAnswer.
-var errTooLarge = fmt.Errorf("answer larger than %d MiB", maxAnswer>>20)
+// errAnswerTooLarge is the cause of an answer whose body is longer than maxAnswer.
+var errAnswerTooLarge = fmt.Errorf("answer larger than %d MiB", maxAnswer>>20)
 
 // do sends one request. A 401 answer after a header file changed since it was read is sent again,
 // once, with the new value: a token rotated while the request was on its way.
