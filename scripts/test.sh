@@ -15,3 +15,6 @@ if [[ -n $unformatted ]]; then
 fi
 go vet ./...
 go test -race -count=1 -timeout 20m ./...
+# The packaging checks: a module of their own (test/packaging), so that Kubernetes' types, the Compose
+# loader and BuildKit's parser stay out of the product's go.mod.
+(cd test/packaging && go vet ./... && go test -count=1 -timeout 15m ./...)

@@ -1,6 +1,8 @@
 package packaging_test
 
 import (
+	"context"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -8,7 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
 )
@@ -19,69 +22,91 @@ const (
 	appService  = "app"
 )
 
-type composeService struct {
-	Image string `yaml:"image"`
-	Build *struct {
-		Context    string `yaml:"context"`
-		Dockerfile string `yaml:"dockerfile"`
-	} `yaml:"build"`
-	Environment map[string]string `yaml:"environment"`
-	Volumes     []string          `yaml:"volumes"`
-	DependsOn   map[string]struct {
-		Condition string `yaml:"condition"`
-	} `yaml:"depends_on"`
-	Restart     string   `yaml:"restart"`
-	ReadOnly    bool     `yaml:"read_only"`
-	User        string   `yaml:"user"`
-	Healthcheck any      `yaml:"healthcheck"`
-	Command     []string `yaml:"command"`
+// composeFileName matches the names docker compose looks for (compose.yaml, docker-compose.yml,
+// compose.override.yaml, ...); examples/compose-tasks.yaml is a task file, not a compose file.
+var composeFileName = regexp.MustCompile(`^(docker-)?compose(\.[^.]+)?\.ya?ml$`)
+
+// loadComposeFile loads a compose file with the Compose specification's own loader: validated against
+// the specification's schema (an unknown or misspelled key fails), interpolated with every variable
+// unset (the ${VAR:-default} defaults), relative paths resolved against the file's directory.
+func loadComposeFile(path string) (*types.Project, error) {
+	opts, err := cli.NewProjectOptions([]string{path},
+		cli.WithWorkingDirectory(filepath.Dir(path)),
+		cli.WithInterpolation(true),
+		cli.WithResolvedPaths(true),
+		cli.WithConsistency(true),
+	)
+	if err != nil {
+		return nil, err
+	}
+	return opts.LoadProject(context.Background())
 }
 
-// loadCompose parses the compose example. Its environment must use the mapping form.
-func loadCompose(t *testing.T) map[string]composeService {
+// loadCompose loads the compose example and checks it has the services the tests read.
+func loadCompose(t *testing.T) types.Services {
 	t.Helper()
-	var f struct {
-		Services map[string]composeService `yaml:"services"`
-	}
-	if err := yaml.Unmarshal(readRepoFile(t, composeFile), &f); err != nil {
+	p, err := loadComposeFile(filepath.Join(repoRoot(t), filepath.FromSlash(composeFile)))
+	if err != nil {
 		t.Fatalf("%s: %v", composeFile, err)
 	}
 	for _, name := range []string{"redis", gateService, appService} {
-		if _, ok := f.Services[name]; !ok {
+		if _, ok := p.Services[name]; !ok {
 			t.Fatalf("%s has no service %s", composeFile, name)
 		}
 	}
-	return f.Services
+	return p.Services
 }
 
-var composeVar = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:?-([^}]*))?\}`)
-
-// interpolate resolves ${VAR:-default} as compose does with VAR unset, and $$ to $.
-func interpolate(s string) string {
-	s = composeVar.ReplaceAllString(s, "$3")
-	return strings.ReplaceAll(s, "$$", "$")
+func TestComposeFilesLoad(t *testing.T) {
+	var files []string
+	err := filepath.WalkDir(filepath.Join(repoRoot(t), "examples"), func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && composeFileName.MatchString(d.Name()) {
+			files = append(files, path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatalf("no compose file under examples/ (want %s)", composeFile)
+	}
+	for _, f := range files {
+		if _, err := loadComposeFile(f); err != nil {
+			t.Errorf("%v", err)
+		}
+	}
+	// The loader's validation is what catches a misspelled key: show that it does.
+	bad := filepath.Join(t.TempDir(), "compose.yaml")
+	if err := os.WriteFile(bad, []byte("services:\n  a:\n    image: x\n    read_olny: true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadComposeFile(bad); err == nil || !strings.Contains(err.Error(), "read_olny") {
+		t.Errorf("a misspelled key loaded: %v", err)
+	}
 }
 
 // composeGateEnv returns the gate's environment after interpolation.
-func composeGateEnv(gate composeService) map[string]string {
+func composeGateEnv(gate types.ServiceConfig) map[string]string {
 	env := map[string]string{}
 	for k, v := range gate.Environment {
-		env[k] = interpolate(v)
+		if v != nil {
+			env[k] = *v
+		}
 	}
 	return env
 }
 
 // composeTaskFile returns the host path of the file mounted at the gate's MAINTENANCE_TASKS_FILE.
-func composeTaskFile(t *testing.T, gate composeService) string {
+func composeTaskFile(t *testing.T, gate types.ServiceConfig) string {
 	t.Helper()
-	target := gate.Environment["MAINTENANCE_TASKS_FILE"]
+	target := composeGateEnv(gate)["MAINTENANCE_TASKS_FILE"]
 	for _, v := range gate.Volumes {
-		parts := strings.Split(v, ":")
-		if len(parts) >= 2 && parts[1] == target {
-			if len(parts) < 3 || parts[2] != "ro" {
-				t.Errorf("the task file is mounted writable (%s); mount it :ro", v)
+		if v.Target == target {
+			if v.Type != types.VolumeTypeBind || !v.ReadOnly {
+				t.Errorf("the task file is mounted as %s, read-only %v; bind-mount it :ro", v.Type, v.ReadOnly)
 			}
-			return filepath.Join(repoRoot(t), "examples", filepath.FromSlash(parts[0]))
+			return v.Source
 		}
 	}
 	t.Fatalf("no volume of %s is mounted at MAINTENANCE_TASKS_FILE %q", gateService, target)
@@ -95,18 +120,17 @@ func TestComposeExampleWiresGateBetweenRedisAndApp(t *testing.T) {
 	if gate.Build == nil {
 		t.Fatalf("%s is not built from the repository's Dockerfile", gateService)
 	}
-	ctx := filepath.Join(repoRoot(t), "examples", filepath.FromSlash(gate.Build.Context))
-	if filepath.Clean(ctx) != repoRoot(t) || gate.Build.Dockerfile != "Dockerfile" {
+	if filepath.Clean(gate.Build.Context) != repoRoot(t) || gate.Build.Dockerfile != "Dockerfile" {
 		t.Errorf("build context %s, dockerfile %s: want the repository root and its Dockerfile", gate.Build.Context, gate.Build.Dockerfile)
 	}
-	if gate.DependsOn["redis"].Condition != "service_healthy" || redis.Healthcheck == nil {
+	if gate.DependsOn["redis"].Condition != types.ServiceConditionHealthy || redis.HealthCheck == nil {
 		t.Errorf("%s should wait for a healthy redis (depends_on condition service_healthy, and a redis healthcheck)", gateService)
 	}
-	if c := app.DependsOn[gateService].Condition; c != "service_completed_successfully" {
+	if c := app.DependsOn[gateService].Condition; c != types.ServiceConditionCompletedSuccessfully {
 		t.Errorf("%s depends on %s with condition %q, want service_completed_successfully", appService, gateService, c)
 	}
-	if gate.Restart != "no" || gate.Healthcheck != nil {
-		t.Errorf("%s: restart %q, healthcheck %v; a one-shot is never restarted and has no healthcheck", gateService, gate.Restart, gate.Healthcheck)
+	if gate.Restart != types.RestartPolicyNo || gate.HealthCheck != nil {
+		t.Errorf("%s: restart %q, healthcheck %v; a one-shot is never restarted and has no healthcheck", gateService, gate.Restart, gate.HealthCheck)
 	}
 	if !gate.ReadOnly || gate.User != "65532:65532" {
 		t.Errorf("%s: read_only %v, user %q; want a read-only root filesystem and the image's user", gateService, gate.ReadOnly, gate.User)
@@ -131,7 +155,7 @@ func TestComposeExampleWiresGateBetweenRedisAndApp(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkGateAccepts(t, gateRun{env: env, taskFile: string(taskFile)})
-	if cmd := interpolate(strings.Join(app.Command, " ")); !strings.Contains(cmd, "{peerdb:maintenance:default}:version") {
+	if cmd := strings.Join(app.Command, " "); !strings.Contains(cmd, "{peerdb:maintenance:default}:version") {
 		t.Errorf("the stand-in app does not read the gate's recorded version: %q", cmd)
 	}
 }
