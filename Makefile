@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN     := bin/peerdb-maintenance
 export PATH := $(shell go env GOPATH)/bin:$(PATH)
 
-.PHONY: build run test bench image chart-readme clean
+.PHONY: build run test bench image chart-readme release-snapshot release-check lint-workflows clean
 
 ## build: the static binary, exactly as the Dockerfile builds it
 build:
@@ -33,5 +33,17 @@ image:
 chart-readme:
 	npx --yes @bitnami/readme-generator-for-helm@2 --values charts/peerdb-maintenance/values.yaml --readme charts/peerdb-maintenance/README.md
 
+## release-snapshot: the release's archives, checksums.txt and SBOMs in dist/, offline, without publishing (needs goreleaser and syft: scripts/release-tools.sh)
+release-snapshot:
+	goreleaser release --snapshot --clean
+
+## release-check: two release snapshots give identical checksums, and the binary is make build's
+release-check:
+	scripts/release-check.sh
+
+## lint-workflows: actionlint on .github/workflows (make test runs it too)
+lint-workflows:
+	scripts/lint-workflows.sh
+
 clean:
-	rm -rf bin
+	rm -rf bin dist
