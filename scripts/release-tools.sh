@@ -8,7 +8,7 @@ GORELEASER_VERSION=v2.15.1
 # renovate: datasource=go depName=github.com/anchore/syft
 SYFT_VERSION=v1.57.1
 gobin="$(go env GOPATH | cut -d: -f1)/bin"
-if [[ ! -x $gobin/goreleaser ]] || ! "$gobin/goreleaser" --version 2>/dev/null | grep -q "GitVersion: *${GORELEASER_VERSION#v}\$"; then
+if [[ ! -x $gobin/goreleaser ]] || ! "$gobin/goreleaser" --version 2>/dev/null | grep -Eq "GitVersion: *v?${GORELEASER_VERSION#v}\$"; then
   echo "installing goreleaser $GORELEASER_VERSION with go install" >&2
   go install "github.com/goreleaser/goreleaser/v2@$GORELEASER_VERSION"
 fi
