@@ -111,7 +111,11 @@ func TestReleasePublishesWhatTheChartAndDocsName(t *testing.T) {
 	}
 
 	readme := string(readRepoFile(t, "README.md"))
-	install, _, _ := strings.Cut(readme[strings.Index(readme, "\n## Install\n")+1:], "\n## Deploying")
+	_, install, found := strings.Cut(readme, "\n## Install\n")
+	if !found {
+		t.Fatal("README has no section \"## Install\"")
+	}
+	install, _, _ = strings.Cut(install, "\n## ")
 	for _, want := range []string{publishedImage, publishedChart, "cosign verify ", "cosign verify-blob ", "cosign verify-attestation "} {
 		if !strings.Contains(install, want) {
 			t.Errorf("README's Install section does not mention %q", want)
