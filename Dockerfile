@@ -4,7 +4,7 @@
 #   docker build -t peerdb-maintenance \
 #     --build-arg VERSION="$(git describe --tags --always)" --build-arg COMMIT="$(git rev-parse --short HEAD)" .
 #
-# The go build line below is the Makefile's build target; internal/packaging checks that the two agree
+# The go build line below is the Makefile's build target; test/packaging checks that the two agree
 # and that the binary runs alone in an empty root directory, as it does in the final stage.
 
 ARG GO_VERSION=1.26.8

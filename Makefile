@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN     := bin/peerdb-maintenance
 export PATH := $(shell go env GOPATH)/bin:$(PATH)
 
-.PHONY: build run test bench image chart-readme clean
+.PHONY: build run test bench image chart-readme release-snapshot release-check lint-workflows clean
 
 ## build: the static binary, exactly as the Dockerfile builds it
 build:
@@ -33,5 +33,20 @@ image:
 chart-readme:
 	npx --yes @bitnami/readme-generator-for-helm@2 --values charts/peerdb-maintenance/values.yaml --readme charts/peerdb-maintenance/README.md
 
+## release-snapshot: the release's archives, checksums.txt and SBOMs in dist/, offline, without publishing (needs goreleaser and syft: scripts/release-tools.sh)
+# goreleaser reads the commit (version, time stamps) only where git has a remote; a clone without one
+# gets the project's URL through the environment, read-only: nothing is fetched and nothing published.
+RELEASE_GIT_ENV := $(if $(shell git ls-remote --get-url 2>/dev/null),,GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=remote.origin.url GIT_CONFIG_VALUE_0=https://github.com/peerdb-maintenance/peerdb-maintenance.git)
+release-snapshot:
+	$(RELEASE_GIT_ENV) goreleaser release --snapshot --clean
+
+## release-check: two release snapshots give identical checksums, and the binary is make build's
+release-check:
+	scripts/release-check.sh
+
+## lint-workflows: actionlint on .github/workflows (make test runs it too)
+lint-workflows:
+	scripts/lint-workflows.sh
+
 clean:
-	rm -rf bin
+	rm -rf bin dist

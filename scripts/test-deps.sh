@@ -6,6 +6,10 @@ set -euo pipefail
 
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# make, for test/packaging's check that the Dockerfile builds what make build builds.
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+# shellcheck, for actionlint to check the workflows' run: scripts (scripts/lint-workflows.sh).
+command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 # The sql task's tests start their own server with initdb and postgres (internal/pgtest), which Debian
 # keeps in /usr/lib/postgresql/<version>/bin, off PATH.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1 || need_apt+=(postgresql)
@@ -21,7 +25,7 @@ if ((${#need_apt[@]})); then
   fi
 fi
 
-# helm, for the chart tests (internal/packaging): built with go into $(go env GOPATH)/bin, which the
+# helm, for the chart tests (test/packaging): built with go into $(go env GOPATH)/bin, which the
 # Makefile puts on PATH. Takes a minute or two the first time.
 gobin="$(go env GOPATH | cut -d: -f1)/bin"
 if ! command -v helm >/dev/null 2>&1 && [[ ! -x "$gobin/helm" ]]; then

@@ -14,4 +14,8 @@ if [[ -n $unformatted ]]; then
   exit 1
 fi
 go vet ./...
+scripts/lint-workflows.sh
 go test -race -count=1 -timeout 20m ./...
+# The packaging checks: a module of their own (test/packaging), so that Kubernetes' types, the Compose
+# loader and BuildKit's parser stay out of the product's go.mod.
+(cd test/packaging && go vet ./... && go test -count=1 -timeout 15m ./...)

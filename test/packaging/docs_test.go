@@ -9,6 +9,10 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	sigyaml "sigs.k8s.io/yaml"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
 )
@@ -28,52 +32,70 @@ func TestComposeDocShowsTheTestedFiles(t *testing.T) {
 	}
 }
 
-// envNames collects the names of every env list item in a YAML document.
-func envNames(v any, out *[]string) {
-	switch v := v.(type) {
-	case map[string]any:
-		for k, child := range v {
-			if list, ok := child.([]any); ok && k == "env" {
-				for _, item := range list {
-					if m, ok := item.(map[string]any); ok {
-						name, _ := m["name"].(string)
-						*out = append(*out, name)
-					}
-				}
-			}
-			envNames(child, out)
-		}
-	case []any:
-		for _, child := range v {
-			envNames(child, out)
-		}
+// checkDocBlock decodes a yaml block of docs/kubernetes.md strictly into its Kubernetes type: objects
+// (apiVersion and kind) through the API scheme, pod spec fragments (initContainers, volumes) into a
+// PodSpec. It returns the containers it found; Helm values and Chart.yaml blocks only need to parse.
+func checkDocBlock(block string) ([]corev1.Container, error) {
+	var top map[string]any
+	if err := yaml.Unmarshal([]byte(block), &top); err != nil {
+		return nil, err
 	}
+	var pods []*corev1.PodSpec
+	switch {
+	case top["apiVersion"] != nil:
+		objects, err := decodeObjects(block)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range objects {
+			switch m.Object.(type) {
+			case *corev1.Pod, *batchv1.Job, *appsv1.Deployment:
+				pods = append(pods, m.pod())
+			}
+		}
+	case top["initContainers"] != nil || top["containers"] != nil:
+		var spec corev1.PodSpec
+		if err := sigyaml.UnmarshalStrict([]byte(block), &spec); err != nil {
+			return nil, err
+		}
+		pods = append(pods, &spec)
+	}
+	var containers []corev1.Container
+	for _, p := range pods {
+		containers = append(containers, p.InitContainers...)
+		containers = append(containers, p.Containers...)
+	}
+	return containers, nil
 }
 
 func TestKubernetesDocSnippetsAreValid(t *testing.T) {
 	doc := string(readRepoFile(t, "docs/kubernetes.md"))
 	known := knownVariables()
-	checked := 0
+	checked, containers := 0, 0
 	for _, m := range yamlBlock.FindAllStringSubmatch(doc, -1) {
 		if strings.Contains(m[1], "{{") {
 			continue // a Helm template: rendered by the chart tests
 		}
-		var v any
-		if err := yaml.Unmarshal([]byte(m[1]), &v); err != nil {
-			t.Errorf("docs/kubernetes.md: a yaml block does not parse: %v\n%s", err, m[1])
+		cs, err := checkDocBlock(m[1])
+		if err != nil {
+			t.Errorf("docs/kubernetes.md: a yaml block does not decode: %v\n%s", err, m[1])
 			continue
 		}
 		checked++
-		var names []string
-		envNames(v, &names)
-		for _, name := range names {
-			if !known[name] {
-				t.Errorf("docs/kubernetes.md sets %s, which the binary does not read", name)
+		containers += len(cs)
+		for _, c := range cs {
+			for _, e := range c.Env {
+				if !known[e.Name] {
+					t.Errorf("docs/kubernetes.md sets %s, which the binary does not read", e.Name)
+				}
 			}
 		}
 	}
-	if checked < 4 {
-		t.Errorf("checked %d yaml blocks of docs/kubernetes.md, want the 4 plain ones at least", checked)
+	if checked < 4 || containers == 0 {
+		t.Errorf("checked %d yaml blocks of docs/kubernetes.md with %d containers, want the 4 plain ones at least and the init container", checked, containers)
+	}
+	if _, err := checkDocBlock("initContainers:\n  - name: a\n    imagee: b\n"); err == nil {
+		t.Error("a pod spec fragment with a misspelled field decoded")
 	}
 }
 
@@ -98,7 +120,7 @@ func TestKubernetesDocPeerDBHookValuesRender(t *testing.T) {
 	if events := r.get(t, "Job", fullname+"-pre").Metadata.Annotations["helm.sh/hook"]; events != "pre-upgrade" {
 		t.Errorf("the pre Job runs at %q, want pre-upgrade only: at pre-install there is no flow-api", events)
 	}
-	data := r.get(t, "ConfigMap", hooksName).Data
+	data := r.configMap(t, hooksName).Data
 	for job, want := range map[string][]string{"pre": {"wait-ready", "maintenance-start"}, "post": {"maintenance-end"}} {
 		specs, err := tasks.Parse([]byte(data[job+".yaml"]), job+".yaml", tasks.LoadContext{})
 		if err != nil {

@@ -1,6 +1,7 @@
 package packaging_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,7 +14,7 @@ import (
 
 const (
 	chartDir     = "charts/peerdb-maintenance"
-	valuesDir    = "internal/packaging/testdata/values"
+	valuesDir    = "test/packaging/testdata/values"
 	release      = "rel"
 	fullname     = "rel-peerdb-maintenance"
 	chartImage   = "ghcr.io/peerdb-maintenance/peerdb-maintenance:"
@@ -71,7 +72,7 @@ func TestChartRendersEachValuesFile(t *testing.T) {
 		file:   "defaults.yaml",
 		status: statusGate(keyRef{ownRedis, redisURLKey}),
 		check: func(t *testing.T, r rendered, status gateRun) {
-			if got := r.get(t, "ConfigMap", ownTasks).Data["tasks.yaml"]; strings.TrimSpace(got) != "tasks: []" {
+			if got := r.configMap(t, ownTasks).Data["tasks.yaml"]; strings.TrimSpace(got) != "tasks: []" {
 				t.Errorf("tasks.yaml of the defaults: %q, want an empty task list", got)
 			}
 			if len(r["Job"]) > 0 {
@@ -126,10 +127,10 @@ func TestChartRendersEachValuesFile(t *testing.T) {
 				}
 			}
 			pod := r.get(t, "Pod", testPodName).pod()
-			if v := pod.volume("peerdb-maintenance-redis-tls"); v == nil || v.Secret == nil || v.Secret.SecretName != "redis-tls" {
+			if v := podVolume(pod, "peerdb-maintenance-redis-tls"); v == nil || v.Secret == nil || v.Secret.SecretName != "redis-tls" {
 				t.Errorf("the test pod does not mount the Secret redis-tls: %+v", pod.Volumes)
 			}
-			if v := pod.volume("migrations"); v == nil || v.ConfigMap == nil || v.ConfigMap.Name != "peerdb-migrations" {
+			if v := podVolume(pod, "migrations"); v == nil || v.ConfigMap == nil || v.ConfigMap.Name != "peerdb-migrations" {
 				t.Errorf("the test pod lacks extraVolumes (migrations): %+v", pod.Volumes)
 			}
 		},
@@ -160,7 +161,7 @@ func checkPodDefaults(t *testing.T, m *manifest) {
 	if p.AutomountServiceAccountToken == nil || *p.AutomountServiceAccountToken {
 		t.Errorf("%s %s mounts a service account token; the gate never calls the Kubernetes API", m.Kind, m.Metadata.Name)
 	}
-	if p.SecurityContext["runAsNonRoot"] != true {
+	if p.SecurityContext == nil || p.SecurityContext.RunAsNonRoot == nil || !*p.SecurityContext.RunAsNonRoot {
 		t.Errorf("%s %s: pod securityContext %v, want runAsNonRoot", m.Kind, m.Metadata.Name, p.SecurityContext)
 	}
 }
@@ -175,12 +176,13 @@ func checkHookJobs(t *testing.T, r rendered, appVersion string) {
 		force               bool
 	}{{"pre", "pre-install,pre-upgrade", "-5", true}, {"post", "post-upgrade", "5", false}} {
 		job := r.get(t, "Job", fullname+"-"+j.key)
+		spec := r.job(t, job.Metadata.Name).Spec
 		a := job.Metadata.Annotations
 		if a["helm.sh/hook"] != j.events || a["helm.sh/hook-weight"] != j.weight || a["helm.sh/hook-delete-policy"] != "before-hook-creation,hook-succeeded" {
 			t.Errorf("Job %s annotations %v, want hook %s, weight %s, delete policy before-hook-creation,hook-succeeded", j.key, a, j.events, j.weight)
 		}
-		if job.Spec.BackoffLimit == nil || *job.Spec.BackoffLimit != 2 || job.Spec.ActiveDeadlineSeconds == nil || *job.Spec.ActiveDeadlineSeconds != 600 {
-			t.Errorf("Job %s: backoffLimit %v, activeDeadlineSeconds %v; want 2 and 600", j.key, job.Spec.BackoffLimit, job.Spec.ActiveDeadlineSeconds)
+		if spec.BackoffLimit == nil || *spec.BackoffLimit != 2 || spec.ActiveDeadlineSeconds == nil || *spec.ActiveDeadlineSeconds != 600 {
+			t.Errorf("Job %s: backoffLimit %v, activeDeadlineSeconds %v; want 2 and 600", j.key, spec.BackoffLimit, spec.ActiveDeadlineSeconds)
 		}
 		checkPodDefaults(t, job)
 		pod := job.pod()
@@ -196,8 +198,8 @@ func checkHookJobs(t *testing.T, r rendered, appVersion string) {
 		jobWeights = append(jobWeights, w)
 		events = append(events, strings.Split(j.events, ",")...)
 	}
-	hookTasks := r.get(t, "ConfigMap", hooksName)
-	if hookTasks.Data["pre.yaml"] != r.get(t, "ConfigMap", ownTasks).Data["tasks.yaml"] {
+	hookTasks := r.configMap(t, hooksName)
+	if hookTasks.Data["pre.yaml"] != r.configMap(t, ownTasks).Data["tasks.yaml"] {
 		t.Errorf("the pre Job's tasks %q are not the top-level tasks although hooks.pre.tasks is empty", hookTasks.Data["pre.yaml"])
 	}
 	if !strings.Contains(hookTasks.Data["post.yaml"], "after-upgrade") {
@@ -205,7 +207,7 @@ func checkHookJobs(t *testing.T, r rendered, appVersion string) {
 	}
 	// Pre-install hooks run before the release's resources exist: the Jobs' ConfigMap and Secret are
 	// hooks of every event of the Jobs, created before them.
-	for _, m := range []*manifest{hookTasks, r.get(t, "Secret", hooksName+"-redis")} {
+	for _, m := range []*manifest{r.get(t, "ConfigMap", hooksName), r.get(t, "Secret", hooksName+"-redis")} {
 		a := m.Metadata.Annotations
 		w, err := strconv.Atoi(a["helm.sh/hook-weight"])
 		if err != nil || w >= slices.Min(jobWeights) {
@@ -217,14 +219,9 @@ func checkHookJobs(t *testing.T, r rendered, appVersion string) {
 			}
 		}
 	}
-	if _, set := r.get(t, "Pod", testPodName).pod().Containers[0].envSet("MAINTENANCE_FORCE"); set {
+	if envVar(&r.get(t, "Pod", testPodName).pod().Containers[0], "MAINTENANCE_FORCE") != nil {
 		t.Error("the test pod sets MAINTENANCE_FORCE: it is offered only for the hook Jobs")
 	}
-}
-
-// envSet reports whether the container sets name, and its literal value.
-func (c *container) envSet(name string) (string, bool) {
-	return c.value(name), c.env(name) != nil
 }
 
 // checkSecretsStayInSecrets checks that a Redis URL's password appears in Secrets only.
@@ -235,7 +232,7 @@ func checkSecretsStayInSecrets(t *testing.T, r rendered) {
 			continue
 		}
 		for name, m := range objects {
-			data, _ := yaml.Marshal(m)
+			data, _ := json.Marshal(m.Object)
 			if strings.Contains(string(data), "s3cret") {
 				t.Errorf("%s %s holds the Redis password; it belongs in a Secret", kind, name)
 			}
@@ -256,7 +253,7 @@ func TestChartNotesRender(t *testing.T) {
 		t.Run(file, func(t *testing.T) {
 			values := filepath.Join(repoRoot(t), valuesDir, file)
 			out := helm(t, "template", release, dir, "-f", values, "--show-only", "templates/notes.yaml")
-			notes := decodeManifests(t, out).get(t, "ConfigMap", "notes").Data["notes"]
+			notes := decodeManifests(t, out).configMap(t, "notes").Data["notes"]
 			for _, want := range []string{`include "peerdb-maintenance.initContainer"`, `include "peerdb-maintenance.volume"`, "kubectl logs", "status"} {
 				if !strings.Contains(notes, want) {
 					t.Errorf("NOTES.txt lacks %q:\n%s", want, notes)

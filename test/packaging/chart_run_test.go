@@ -2,6 +2,7 @@ package packaging_test
 
 import (
 	"context"
+	corev1 "k8s.io/api/core/v1"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +17,7 @@ const showVersionTask = `peerdb-maintenance.tasks=[{"name":"show-gate-version","
 // runRendered runs a rendered gate container in an empty root holding only the binary, its task file
 // at MAINTENANCE_TASKS_FILE, and what the kubelet provides (/dev/null, /dev/termination-log), against
 // srv instead of the Redis of its Secret. podName becomes POD_NAME.
-func runRendered(t *testing.T, c *container, run gateRun, srv *redistest.Server, pod string) (rootRun, string) {
+func runRendered(t *testing.T, c *corev1.Container, run gateRun, srv *redistest.Server, pod string) (rootRun, string) {
 	t.Helper()
 	files := map[string]string{"/dev/null": "", "/dev/termination-log": ""}
 	if f := run.env["MAINTENANCE_TASKS_FILE"]; f != "" {

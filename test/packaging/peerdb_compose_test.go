@@ -1,12 +1,15 @@
 package packaging_test
 
 import (
+	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/flowapitest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
@@ -26,47 +29,45 @@ var (
 	peerdbUngated = []string{"flow-api", "flow-worker", "flow-snapshot-worker"}
 )
 
-type peerdbComposeFileT struct {
-	Services map[string]composeService `yaml:"services"`
-	Configs  map[string]struct {
-		Content string `yaml:"content"`
-	} `yaml:"configs"`
-}
-
-type configMount struct {
-	Source string `yaml:"source"`
-	Target string `yaml:"target"`
-}
-
-func loadPeerDBCompose(t *testing.T) (peerdbComposeFileT, map[string][]configMount) {
+// peerdbBase writes a stand-in of PeerDB's compose file: its services by name, each with an image, so
+// that the example can be merged into it by compose-go exactly as `docker compose -f PeerDB's -f ours`.
+func peerdbBase(t *testing.T) string {
 	t.Helper()
-	var f peerdbComposeFileT
-	var mounts struct {
-		Services map[string]struct {
-			Configs []configMount `yaml:"configs"`
-		} `yaml:"services"`
+	var b strings.Builder
+	b.WriteString("services:\n")
+	for _, name := range peerdbServices {
+		fmt.Fprintf(&b, "  %s:\n    image: peerdb-stand-in/%s\n", name, name)
 	}
-	data := readRepoFile(t, peerdbComposeFile)
-	if err := yaml.Unmarshal(data, &f); err != nil {
+	path := filepath.Join(t.TempDir(), "docker-compose.yml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// loadPeerDBCompose loads the example twice with the Compose specification's loader: alone (what it
+// changes of PeerDB's services) and merged into PeerDB's services (what compose runs, validated).
+func loadPeerDBCompose(t *testing.T) (alone, merged *types.Project) {
+	t.Helper()
+	example := filepath.Join(repoRoot(t), filepath.FromSlash(peerdbComposeFile))
+	var err error
+	if alone, err = loadComposeFiles(false, example); err != nil {
 		t.Fatalf("%s: %v", peerdbComposeFile, err)
 	}
-	if err := yaml.Unmarshal(data, &mounts); err != nil {
-		t.Fatalf("%s: %v", peerdbComposeFile, err)
+	if merged, err = loadComposeFiles(true, peerdbBase(t), example); err != nil {
+		t.Fatalf("%s merged into PeerDB's compose file: %v", peerdbComposeFile, err)
 	}
-	out := map[string][]configMount{}
-	for name, s := range mounts.Services {
-		out[name] = s.Configs
-	}
-	return f, out
+	return alone, merged
 }
 
 // peerdbComposeTaskFile returns the task file the gate finds at MAINTENANCE_TASKS_FILE.
-func peerdbComposeTaskFile(t *testing.T, f peerdbComposeFileT, mounts map[string][]configMount) string {
+func peerdbComposeTaskFile(t *testing.T, p *types.Project) string {
 	t.Helper()
-	target := f.Services[gateService].Environment["MAINTENANCE_TASKS_FILE"]
-	for _, m := range mounts[gateService] {
+	gate := p.Services[gateService]
+	target := composeGateEnv(gate)["MAINTENANCE_TASKS_FILE"]
+	for _, m := range gate.Configs {
 		if m.Target == target {
-			if c, ok := f.Configs[m.Source]; ok && c.Content != "" {
+			if c, ok := p.Configs[m.Source]; ok && c.Content != "" {
 				return c.Content
 			}
 			t.Fatalf("config %s mounted at %s has no content", m.Source, target)
@@ -77,12 +78,12 @@ func peerdbComposeTaskFile(t *testing.T, f peerdbComposeFileT, mounts map[string
 }
 
 func TestPeerDBComposeExampleGatesPeerDBsServicesButNotFlowAPIOrTheWorkers(t *testing.T) {
-	f, mounts := loadPeerDBCompose(t)
+	alone, f := loadPeerDBCompose(t)
 	gate, ok := f.Services[gateService]
 	if !ok {
 		t.Fatalf("%s has no service %s", peerdbComposeFile, gateService)
 	}
-	for name, s := range f.Services {
+	for name, s := range alone.Services {
 		if name == gateService || name == "redis" {
 			continue
 		}
@@ -108,11 +109,11 @@ func TestPeerDBComposeExampleGatesPeerDBsServicesButNotFlowAPIOrTheWorkers(t *te
 			t.Errorf("the gate depends on %s with condition %q, want it started first", name, c)
 		}
 	}
-	if gate.DependsOn["redis"].Condition != "service_healthy" || f.Services["redis"].Healthcheck == nil {
+	if gate.DependsOn["redis"].Condition != "service_healthy" || f.Services["redis"].HealthCheck == nil {
 		t.Errorf("the gate should wait for a healthy redis")
 	}
-	if gate.Restart != "no" || gate.Healthcheck != nil || !gate.ReadOnly || gate.User != "65532:65532" {
-		t.Errorf("gate: restart %q, healthcheck %v, read_only %v, user %q; want a read-only one-shot as user 65532", gate.Restart, gate.Healthcheck, gate.ReadOnly, gate.User)
+	if gate.Restart != "no" || gate.HealthCheck != nil || !gate.ReadOnly || gate.User != "65532:65532" {
+		t.Errorf("gate: restart %q, healthcheck %v, read_only %v, user %q; want a read-only one-shot as user 65532", gate.Restart, gate.HealthCheck, gate.ReadOnly, gate.User)
 	}
 	known := knownVariables()
 	for k := range gate.Environment {
@@ -125,7 +126,7 @@ func TestPeerDBComposeExampleGatesPeerDBsServicesButNotFlowAPIOrTheWorkers(t *te
 		t.Errorf("REDIS_URL %q does not point at the redis service", env["REDIS_URL"])
 	}
 
-	taskFile := peerdbComposeTaskFile(t, f, mounts)
+	taskFile := peerdbComposeTaskFile(t, f)
 	checkGateAccepts(t, gateRun{env: env, taskFile: taskFile})
 	specs, err := tasks.Parse([]byte(taskFile), "tasks.yaml", tasks.LoadContext{})
 	if err != nil {
@@ -150,13 +151,13 @@ func TestPeerDBComposeExampleGatesPeerDBsServicesButNotFlowAPIOrTheWorkers(t *te
 // The example's task file, run by the built binary against the stand-in of flow-api (only the stock
 // worker) and a real Redis: the gate exits 0, the mirror is running again, the version is recorded.
 func TestPeerDBComposeGateRunsItsTasksAgainstFlowAPI(t *testing.T) {
-	f, mounts := loadPeerDBCompose(t)
+	_, f := loadPeerDBCompose(t)
 	env := composeGateEnv(f.Services[gateService])
 	api := flowapitest.Start(t)
 	api.Do(func(s *flowapitest.Server) {
 		s.Mirrors = []flowapitest.Mirror{{Name: "orders_cdc", IsCDC: true, Status: "STATUS_RUNNING"}}
 	})
-	taskFile := strings.ReplaceAll(peerdbComposeTaskFile(t, f, mounts), "http://flow-api:8113", api.URL)
+	taskFile := strings.ReplaceAll(peerdbComposeTaskFile(t, f), "http://flow-api:8113", api.URL)
 	res, srv := runComposeGate(t, env, taskFile)
 	if res.code != 0 {
 		t.Fatalf("the gate exited %d, want 0\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)

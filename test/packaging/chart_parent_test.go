@@ -1,6 +1,7 @@
 package packaging_test
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,7 +39,7 @@ func renderExample(t *testing.T, dir string, extra ...string) rendered {
 }
 
 // exampleInitContainer returns the example Deployment and its gate init container.
-func exampleInitContainer(t *testing.T, r rendered) (*manifest, *container) {
+func exampleInitContainer(t *testing.T, r rendered) (*manifest, *corev1.Container) {
 	t.Helper()
 	d := r.get(t, "Deployment", "prod-peerdb-flow-worker")
 	if n := len(d.pod().InitContainers); n != 1 {
@@ -52,8 +53,8 @@ func TestExampleChartPutsGateInFrontOfDeployment(t *testing.T) {
 	helm(t, "lint", "--strict", dir)
 	r := renderExample(t, dir)
 	d, gate := exampleInitContainer(t, r)
-	if d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
-		t.Errorf("replicas %v, want 3: every replica waits behind the gate", d.Spec.Replicas)
+	if replicas := r.deployment(t, d.Metadata.Name).Spec.Replicas; replicas == nil || *replicas != 3 {
+		t.Errorf("replicas %v, want 3: every replica waits behind the gate", replicas)
 	}
 	if gate.Name != "peerdb-maintenance" {
 		t.Errorf("init container %q, want peerdb-maintenance", gate.Name)
@@ -78,11 +79,11 @@ func TestExampleChartPutsGateInFrontOfDeployment(t *testing.T) {
 func TestExampleChartNeverForcesInitContainers(t *testing.T) {
 	dir := exampleChart(t)
 	r := renderExample(t, dir, "--set", "peerdb-maintenance.hooks.pre.enabled=true", "--set", "peerdb-maintenance.hooks.pre.force=true")
-	if _, gate := exampleInitContainer(t, r); gate.env("MAINTENANCE_FORCE") != nil {
+	if _, gate := exampleInitContainer(t, r); envVar(gate, "MAINTENANCE_FORCE") != nil {
 		t.Error("the init container sets MAINTENANCE_FORCE: every replica would run the tasks again")
 	}
 	job := r.get(t, "Job", exampleGate+"-pre")
-	if v, _ := job.pod().Containers[0].envSet("MAINTENANCE_FORCE"); v != "true" {
+	if v := envValue(&job.pod().Containers[0], "MAINTENANCE_FORCE"); v != "true" {
 		t.Errorf("the pre Job's MAINTENANCE_FORCE=%q, want true (hooks.pre.force)", v)
 	}
 }

@@ -46,7 +46,7 @@ func unavailable(t testing.TB, format string, args ...any) {
 	t.Skipf(format, args...)
 }
 
-// repoRoot returns the repository root: two levels up, holding this module's go.mod.
+// repoRoot returns the repository root: two levels up, holding the product module's go.mod.
 func repoRoot(t testing.TB) string {
 	t.Helper()
 	root, err := filepath.Abs(filepath.Join("..", ".."))

@@ -1,6 +1,7 @@
 package packaging_test
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	"path"
 	"slices"
 	"strings"
@@ -9,6 +10,9 @@ import (
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/config"
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
 )
+
+// keyRef names a key of a Secret.
+type keyRef struct{ Name, Key string }
 
 // gateWant is what one rendered gate container must be.
 type gateWant struct {
@@ -36,7 +40,7 @@ const podName = "peerdb-flow-worker-7d9f-abcde"
 // container must be: variables the binary knows, a Secret for REDIS_URL, POD_NAME from the downward
 // API, mounts backed by volumes and volumes backed by rendered objects (or by external ones, the
 // user's), a restricted security context. It returns the container's environment and task file.
-func checkGateContainer(t *testing.T, r rendered, pod *podSpec, c *container, want gateWant, external map[string]bool) gateRun {
+func checkGateContainer(t *testing.T, r rendered, pod *corev1.PodSpec, c *corev1.Container, want gateWant, external map[string]bool) gateRun {
 	t.Helper()
 	run := gateRun{env: map[string]string{}}
 	known := knownVariables()
@@ -47,10 +51,7 @@ func checkGateContainer(t *testing.T, r rendered, pod *podSpec, c *container, wa
 		if _, dup := run.env[e.Name]; dup {
 			t.Errorf("%s sets %s twice", c.Name, e.Name)
 		}
-		run.env[e.Name] = ""
-		if e.Value != nil {
-			run.env[e.Name] = *e.Value
-		}
+		run.env[e.Name] = e.Value
 	}
 	if c.Image != want.image {
 		t.Errorf("%s image %q, want %q", c.Name, c.Image, want.image)
@@ -59,7 +60,7 @@ func checkGateContainer(t *testing.T, r rendered, pod *podSpec, c *container, wa
 		t.Errorf("%s args %q, want %q", c.Name, c.Args, want.args)
 	}
 	for k, v := range map[string]string{"PEERDB_DEPLOYMENT_VERSION": want.version, "MAINTENANCE_NAME": want.gate, "MAINTENANCE_TASKS_FILE": want.tasksFile} {
-		if got := c.value(k); got != v {
+		if got := envValue(c, k); got != v {
 			t.Errorf("%s %s=%q, want %q", c.Name, k, got, v)
 		}
 	}
@@ -67,36 +68,36 @@ func checkGateContainer(t *testing.T, r rendered, pod *podSpec, c *container, wa
 		t.Errorf("%s MAINTENANCE_FORCE=%q (set: %v), want set: %v", c.Name, got, set, want.force)
 	}
 
-	if e := c.env("REDIS_URL"); e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+	if e := envVar(c, "REDIS_URL"); e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
 		t.Errorf("%s REDIS_URL does not come from a Secret: a URL may carry a password", c.Name)
-	} else if ref := *e.ValueFrom.SecretKeyRef; ref != want.redis {
+	} else if ref := (keyRef{e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key}); ref != want.redis {
 		t.Errorf("%s REDIS_URL from Secret %s key %s, want %s key %s", c.Name, ref.Name, ref.Key, want.redis.Name, want.redis.Key)
 	} else if !external[ref.Name] {
-		url := r.get(t, "Secret", ref.Name).StringData[ref.Key]
+		url := r.secret(t, ref.Name).StringData[ref.Key]
 		if url == "" {
 			t.Errorf("Secret %s has no key %s", ref.Name, ref.Key)
 		}
 		run.env["REDIS_URL"] = url
 	}
-	if e := c.env("POD_NAME"); e == nil || e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "metadata.name" {
+	if e := envVar(c, "POD_NAME"); e == nil || e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "metadata.name" {
 		t.Errorf("%s POD_NAME does not come from the downward API (metadata.name)", c.Name)
 	} else {
 		run.env["POD_NAME"] = podName
 	}
 
 	for _, m := range c.VolumeMounts {
-		v := pod.volume(m.Name)
+		v := podVolume(pod, m.Name)
 		switch {
 		case !m.ReadOnly:
 			t.Errorf("%s mounts %s writable", c.Name, m.MountPath)
 		case v == nil:
 			t.Errorf("%s mounts volume %s, which the pod does not have", c.Name, m.Name)
 		case v.ConfigMap != nil && !external[v.ConfigMap.Name]:
-			cm := r.get(t, "ConfigMap", v.ConfigMap.Name)
+			cm := r.configMap(t, v.ConfigMap.Name)
 			if want.tasksFile != "" && path.Dir(want.tasksFile) == m.MountPath {
 				content, ok := cm.Data[path.Base(want.tasksFile)]
 				if !ok {
-					t.Errorf("ConfigMap %s has no %s for MAINTENANCE_TASKS_FILE", cm.Metadata.Name, path.Base(want.tasksFile))
+					t.Errorf("ConfigMap %s has no %s for MAINTENANCE_TASKS_FILE", cm.Name, path.Base(want.tasksFile))
 				}
 				run.taskFile = content
 			}
@@ -109,14 +110,17 @@ func checkGateContainer(t *testing.T, r rendered, pod *podSpec, c *container, wa
 	}
 
 	sc := c.SecurityContext
+	if sc == nil {
+		sc = &corev1.SecurityContext{}
+	}
 	for what, ok := range map[string]bool{
 		"runAsNonRoot: true":                              sc.RunAsNonRoot != nil && *sc.RunAsNonRoot,
 		"readOnlyRootFilesystem: true":                    sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem,
 		"allowPrivilegeEscalation: false":                 sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation,
-		"capabilities.drop: [ALL]":                        slices.Contains(sc.Capabilities.Drop, "ALL"),
-		"seccompProfile: RuntimeDefault":                  sc.SeccompProfile.Type == "RuntimeDefault",
-		"terminationMessagePolicy: FallbackToLogsOnError": c.TerminationMessagePolicy == "FallbackToLogsOnError",
-		"resources": len(c.Resources) > 0,
+		"capabilities.drop: [ALL]":                        sc.Capabilities != nil && slices.Contains(sc.Capabilities.Drop, "ALL"),
+		"seccompProfile: RuntimeDefault":                  sc.SeccompProfile != nil && sc.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault,
+		"terminationMessagePolicy: FallbackToLogsOnError": c.TerminationMessagePolicy == corev1.TerminationMessageFallbackToLogsOnError,
+		"resources": len(c.Resources.Requests)+len(c.Resources.Limits) > 0,
 	} {
 		if !ok {
 			t.Errorf("%s: want %s", c.Name, what)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"debug/elf"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,12 +24,12 @@ var (
 func gateBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		data, err := os.ReadFile(filepath.Join(repoRoot(t), "Dockerfile"))
+		d, err := parseDockerfile(readRepoFile(t, "Dockerfile"))
 		if err != nil {
 			buildErr = err
 			return
 		}
-		b, err := dockerfileBuild(data, testBuildArgs)
+		b, err := d.goBuildRun(testBuildArgs)
 		if err != nil {
 			buildErr = err
 			return
