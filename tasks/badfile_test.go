@@ -193,6 +193,11 @@ func TestMalformedFilesAreRefusedSayingWhy(t *testing.T) {
 			if fileErr.Source != "tasks.yaml" || !strings.Contains(err.Error(), "task file tasks.yaml: ") || !strings.Contains(err.Error(), c.says) {
 				t.Errorf("error %q does not name the file and say %q", err, c.says)
 			}
+			for _, p := range fileErr.Problems {
+				if !unplaced[c.name] && !linePattern.MatchString(p.Error()) {
+					t.Errorf("problem %q does not say its line and column", p)
+				}
+			}
 			if took := time.Since(start); took > 5*time.Second {
 				t.Errorf("refusing it took %s", took)
 			}
@@ -208,6 +213,15 @@ func manyEntries(n int) string {
 	}
 	return b.String()
 }
+
+// unplaced are the files whose problem has no line and column: the file as a whole, or a syntax
+// error, whose position the YAML library gives as a line only.
+var unplaced = map[string]bool{
+	"an empty file": true, "a file of comments only": true, "not YAML": true, "tabs for indentation": true,
+	"an alias to an unknown anchor": true, "a file larger than 1 MiB": true,
+}
+
+var linePattern = regexp.MustCompile(`\bline [1-9][0-9]* column [1-9][0-9]*: `)
 
 // billionLaughs is a few hundred bytes of nested anchors a0 to a8 in one task, each ten aliases of the
 // one before, that would expand to 10^9 values: lists in a command, or mappings merged into an env.
