@@ -14,31 +14,13 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Task files are decoded by the YAML library: it parses, resolves aliases and merge keys (<<) and
-// refuses a document whose aliases expand out of proportion ("billion laughs"). This file holds
-// what the library does not do: report each problem at the line and column of the node it is about,
-// under the field's path in the task file's terms ("exec.env.MODE"), in words a reader of the file
-// understands. Node.Decode ignores KnownFields and its type errors carry a line only, so a mapping
-// is decoded one field at a time: the library turns it into its fields, the field names are checked
-// against the struct's yaml tags, and each field's node is decoded by the library on its own.
-
-// maxEntries bounds the entries of one mapping: the library compares a mapping's keys pair by pair
-// for duplicates, which for a 1 MiB mapping takes minutes. A task list's mappings hold a few fields.
-const maxEntries = 256
-
-// oversized returns the first mapping under n with more than maxEntries entries, or nil. Aliases are
-// not followed: every mapping is written somewhere in the file.
-func oversized(n *yaml.Node) *yaml.Node {
-	if n.Kind == yaml.MappingNode && len(n.Content) > 2*maxEntries {
-		return n
-	}
-	for _, c := range n.Content {
-		if o := oversized(c); o != nil {
-			return o
-		}
-	}
-	return nil
-}
+// Task files are decoded by the YAML library: it parses and resolves aliases and merge keys (<<).
+// This file holds what the library does not do: report each problem at the line and column of the
+// node it is about, under the field's path in the task file's terms ("exec.env.MODE"), in words a
+// reader of the file understands. Node.Decode ignores KnownFields and its type errors carry a line
+// only, so a mapping is decoded one field at a time: the library turns it into its fields, the field
+// names are checked against the struct's yaml tags, and each field's node is decoded by the library
+// on its own. checkSize (yamlsize.go) bounds, over the whole file, what those decodings may cost.
 
 // where names n's position the way every message does.
 func where(n *yaml.Node) string { return fmt.Sprintf("line %d column %d", n.Line, n.Column) }

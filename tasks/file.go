@@ -79,8 +79,8 @@ func Parse(data []byte, source string, lc LoadContext) ([]Spec, error) {
 	} else if err != nil && !errors.Is(err, io.EOF) {
 		return fail(fmt.Errorf("not valid YAML: %w", err))
 	}
-	if o := oversized(&doc); o != nil {
-		return fail(fmt.Errorf("%s: a mapping of more than %d entries: a task list is a few dozen lines", where(o), maxEntries))
+	if err := checkSize(&doc); err != nil {
+		return fail(err)
 	}
 	root := doc.Content[0]
 	if target(root).Kind != yaml.MappingNode {
