@@ -2,8 +2,10 @@ package tasks_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +96,64 @@ func TestMalformedTasksAreRefusedNamingTaskAndField(t *testing.T) {
 			if fe := problemOf(t, err, c.task, c.field); !strings.Contains(fe.Error(), c.says) {
 				t.Errorf("problem %q does not say %q", fe, c.says)
 			}
+			everyProblemIsPlaced(t, err)
+		})
+	}
+}
+
+var placeRe = regexp.MustCompile(`^task [^:]+: (?:[^:]+: )?line [1-9][0-9]* column [1-9][0-9]*: `)
+
+// everyProblemIsPlaced fails the test unless every problem of err says the line and column it is about.
+func everyProblemIsPlaced(t *testing.T, err error) {
+	t.Helper()
+	var fileErr *tasks.FileError
+	if !errors.As(err, &fileErr) {
+		t.Fatalf("error %v is not a *tasks.FileError", err)
+	}
+	for _, p := range fileErr.Problems {
+		var fe *tasks.FieldError
+		if !errors.As(p, &fe) || fe.Line < 1 || fe.Column < 1 || !placeRe.MatchString(p.Error()) {
+			t.Errorf("problem %q does not say its line and column", p)
+		}
+	}
+}
+
+func TestProblemsArePlacedAtTheirLineAndColumn(t *testing.T) {
+	const task = "tasks:\n  - name: a\n"
+	cases := []struct {
+		name, doc    string
+		task, field  string
+		line, column int
+	}{
+		{"a misspelt field, at its value", task + "    exec: {comand: [/bin/true]}", "a", "exec.comand", 3, 20},
+		{"a required field that is missing, at the kind", task + "    exec:\n      env: {A: b}", "a", "exec.command", 4, 7},
+		{"a value of the wrong type inside a map", task + "    exec:\n      command: [/bin/true]\n      env: {MODE: [a, b]}", "a", "exec.env.MODE", 5, 19},
+		{"a list item the kind refuses", task + "    redis: {unlink: ['app:*', '']}", "a", "redis.unlink[1]", 3, 31},
+		{"a field of a header whose name holds a dot", task + "    http:\n      url: http://hooks/x\n      headers:\n        X.Token: {env: UNSET_VARIABLE}", "a", "http.headers.X.Token.env", 6, 24},
+		{"a name that breaks the pattern", "tasks:\n  - name: Bad_Name\n    exec: {command: [/bin/true]}", "#1", "name", 2, 11},
+		{"a field given twice, at the second", task + "    exec: {command: [/bin/true]}\n    exec: {command: [/bin/true]}", "a", "exec", 4, 5},
+		{"an aliased value, where the alias is written", "tasks:\n  - name: a\n    exec: {command: [/bin/true], env: &e {A: b}}\n  - name: b\n    exec: {command: *e}", "b", "exec.command", 5, 21},
+		{"a merged field, where the anchor writes it", "tasks:\n  - name: a\n    exec: &e {command: [/bin/true], grace_period: soon}\n  - name: b\n    exec: {<<: *e, dir: /tmp}", "b", "exec.grace_period", 3, 51},
+		{"a constraint of when", task + "    exec: {command: [/bin/true]}\n    when:\n      from: 'newer please'", "a", "when.from", 5, 13},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := parse(c.doc)
+			var fileErr *tasks.FileError
+			if !errors.As(err, &fileErr) {
+				t.Fatalf("got %v, want a *tasks.FileError", err)
+			}
+			everyProblemIsPlaced(t, err)
+			for _, p := range fileErr.Problems {
+				var fe *tasks.FieldError
+				if errors.As(p, &fe) && fe.Task == c.task && fe.Field == c.field {
+					if fe.Line != c.line || fe.Column != c.column {
+						t.Errorf("%q placed at line %d column %d, want line %d column %d", p, fe.Line, fe.Column, c.line, c.column)
+					}
+					return
+				}
+			}
+			t.Errorf("no problem names task %s field %s: %v", c.task, c.field, err)
 		})
 	}
 }
@@ -114,8 +174,12 @@ func TestMalformedFilesAreRefusedSayingWhy(t *testing.T) {
 		{"tasks given twice", "tasks:" + task + "\ntasks: []", "tasks defined twice"},
 		{"two YAML documents", "tasks:" + task + "\n---\ntasks:" + task, "more than one YAML document"},
 		{"an alias to an unknown anchor", "tasks:\n  - name: a\n    exec: *nothing", "not valid YAML"},
-		{"an anchor that contains itself", "tasks: &t\n  - name: a\n    exec: {command: *t}", "contains itself"},
-		{"aliases that expand a billion times", billionLaughs(), "aliases expand to more than"},
+		{"an anchor that contains itself", "tasks: &t\n  - name: a\n    exec: {command: *t}", `line 3 column 21: anchor "t" contains itself`},
+		{"a mapping that merges itself", "tasks:\n  - &t {name: a, exec: {command: [/bin/true]}, <<: *t}", `anchor "t" contains itself`},
+		{"lists of aliases that expand a billion times", billionLaughs(false), "aliases expand to more than 100000 values"},
+		{"merge keys that merge a billion times", billionLaughs(true), "aliases expand to more than 100000 values"},
+		{"one large anchor named by thousands of tasks", sharedAnchor(), "aliases expand to more than 100000 values"},
+		{"a mapping of more entries than a task list holds", "tasks:\n  - name: a\n    exec:\n      command: [/bin/true]\n      env:\n" + manyEntries(50_000), "line 6 column 9: a mapping of more than"},
 		{"a merge key that merges a string", "tasks:\n  - <<: just-a-string\n    name: a", "merge key"},
 		{"a file larger than 1 MiB", "tasks:" + strings.Repeat(task, tasks.MaxFileSize/40), "larger than 1024 KiB"},
 	}
@@ -130,6 +194,11 @@ func TestMalformedFilesAreRefusedSayingWhy(t *testing.T) {
 			if fileErr.Source != "tasks.yaml" || !strings.Contains(err.Error(), "task file tasks.yaml: ") || !strings.Contains(err.Error(), c.says) {
 				t.Errorf("error %q does not name the file and say %q", err, c.says)
 			}
+			for _, p := range fileErr.Problems {
+				if !unplaced[c.name] && !linePattern.MatchString(p.Error()) {
+					t.Errorf("problem %q does not say its line and column", p)
+				}
+			}
 			if took := time.Since(start); took > 5*time.Second {
 				t.Errorf("refusing it took %s", took)
 			}
@@ -137,15 +206,59 @@ func TestMalformedFilesAreRefusedSayingWhy(t *testing.T) {
 	}
 }
 
-// billionLaughs is a few hundred bytes of nested anchors that would expand to 10^9 strings.
-func billionLaughs() string {
+// manyEntries is a mapping of n distinct entries, indented as an exec task's env.
+func manyEntries(n int) string {
 	var b strings.Builder
-	b.WriteString("x0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n")
-	for i := 1; i < 9; i++ {
-		prev := "*a" + string(rune('0'+i-1))
-		b.WriteString("x" + string(rune('0'+i)) + ": &a" + string(rune('0'+i)) + " [" + strings.Repeat(prev+", ", 9) + prev + "]\n")
+	for i := range n {
+		fmt.Fprintf(&b, "        V%d: x\n", i)
 	}
-	b.WriteString("tasks:\n  - name: a\n    exec: {command: [/bin/echo], env: {A: *a8}}\n")
+	return b.String()
+}
+
+// unplaced are the files whose problem has no line and column: the file as a whole, or a syntax
+// error, whose position the YAML library gives as a line only.
+var unplaced = map[string]bool{
+	"an empty file": true, "a file of comments only": true, "not YAML": true, "tabs for indentation": true,
+	"an alias to an unknown anchor": true, "a file larger than 1 MiB": true,
+}
+
+var linePattern = regexp.MustCompile(`\bline [1-9][0-9]* column [1-9][0-9]*: `)
+
+// sharedAnchor is a task whose env of 256 variables is anchored and named by as many tasks as 1 MiB
+// holds: each decoding is small, the whole is millions of values.
+func sharedAnchor() string {
+	var b strings.Builder
+	b.WriteString("tasks:\n  - name: a\n    exec:\n      command: [/bin/true]\n      env: &env {")
+	for i := range 256 {
+		fmt.Fprintf(&b, "V%d: x, ", i)
+	}
+	b.WriteString("}\n")
+	for i := 0; b.Len() < tasks.MaxFileSize-100; i++ {
+		fmt.Fprintf(&b, "  - {name: t%d, exec: {command: [/bin/true], env: *env}}\n", i)
+	}
+	return b.String()
+}
+
+// billionLaughs is a few hundred bytes of nested anchors a0 to a8 in one task, each ten aliases of the
+// one before, that would expand to 10^9 values: lists in a command, or mappings merged into an env.
+func billionLaughs(merged bool) string {
+	var b strings.Builder
+	b.WriteString("tasks:\n  - name: a\n    exec:\n")
+	if merged {
+		b.WriteString("      command: [/bin/echo]\n      env:\n        <<:\n")
+		b.WriteString("        - &a0 {k0: lol, k1: lol, k2: lol, k3: lol, k4: lol, k5: lol, k6: lol, k7: lol, k8: lol, k9: lol}\n")
+	} else {
+		b.WriteString("      command:\n        - /bin/echo\n")
+		b.WriteString("        - &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n")
+	}
+	for i := 1; i < 9; i++ {
+		aliases := strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d, ", i-1), 10), ", ")
+		if merged {
+			fmt.Fprintf(&b, "        - &a%d {<<: [%s]}\n", i, aliases)
+		} else {
+			fmt.Fprintf(&b, "        - &a%d [%s]\n", i, aliases)
+		}
+	}
 	return b.String()
 }
 

@@ -75,49 +75,50 @@ func Parse(data []byte, source string, lc LoadContext) ([]Spec, error) {
 	// A second document would be silently ignored: refuse it, unless it is empty (a trailing "---").
 	var next yaml.Node
 	if err := dec.Decode(&next); err == nil && !isNull(&next) {
-		return fail(fmt.Errorf("line %d: more than one YAML document (---): put every task in one tasks list", next.Line))
+		return fail(fmt.Errorf("%s: more than one YAML document (---): put every task in one tasks list", where(&next)))
 	} else if err != nil && !errors.Is(err, io.EOF) {
 		return fail(fmt.Errorf("not valid YAML: %w", err))
 	}
-	root, err := resolve(&doc)
-	if err != nil {
+	if err := checkSize(&doc); err != nil {
 		return fail(err)
 	}
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
+	root := doc.Content[0]
+	if target(root).Kind != yaml.MappingNode {
+		return fail(fmt.Errorf("%s: expected a mapping with a tasks list", where(root)))
 	}
-	if root.Kind != yaml.MappingNode {
-		return fail(fmt.Errorf("line %d: expected a mapping with a tasks list", root.Line))
-	}
-	var list *yaml.Node
+	fields, keyErrs := entries(root)
 	var problems []error
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		k, v := root.Content[i], root.Content[i+1]
-		switch {
-		case k.Value != "tasks" || k.Kind != yaml.ScalarNode:
-			problems = append(problems, fmt.Errorf("line %d: unknown top-level field %q (expected tasks)", k.Line, k.Value))
-		case list != nil:
-			problems = append(problems, fmt.Errorf("line %d: tasks defined twice (first at line %d)", k.Line, list.Line))
-		default:
-			list = v
+	for _, e := range keyErrs {
+		problems = append(problems, fmt.Errorf("line %d column %d: %s", e.Line, e.Column, strings.TrimSpace(e.Field+" "+e.Problem)))
+	}
+	if fields == nil {
+		return fail(problems...)
+	}
+	for _, k := range byPosition(fields) {
+		if k != "tasks" {
+			problems = append(problems, fmt.Errorf("%s: unknown top-level field %q (expected tasks)", where(fields[k]), k))
 		}
 	}
+	list := fields["tasks"]
 	if list == nil {
-		return fail(append(problems, errors.New("no tasks list"))...)
+		return fail(append(problems, fmt.Errorf("%s: no tasks list", where(root)))...)
 	}
-	if list.Kind != yaml.SequenceNode {
-		return fail(append(problems, fmt.Errorf("line %d: tasks must be a list", list.Line))...)
+	if target(list).Kind != yaml.SequenceNode {
+		return fail(append(problems, fmt.Errorf("%s: tasks must be a list", where(list)))...)
 	}
 	if len(problems) > 0 {
 		return fail(problems...)
 	}
+	items := target(list).Content
 	seen := map[string]int{}
-	specs := make([]Spec, 0, len(list.Content))
-	for i, item := range list.Content {
+	specs := make([]Spec, 0, len(items))
+	for i, item := range items {
 		spec, errs := decodeSpec(item, i+1, lc)
 		if spec.Name != "" {
 			if first, dup := seen[spec.Name]; dup {
-				errs = append(errs, &FieldError{Task: spec.Name, Field: "name", Problem: fmt.Sprintf("duplicate name (task #%d has it too)", first)})
+				fe := at(locate(item, "name"), "name", "duplicate name (task #%d has it too)", first)
+				fe.Task = spec.Name
+				errs = append(errs, fe)
 			} else {
 				seen[spec.Name] = i + 1
 			}
@@ -132,55 +133,36 @@ func Parse(data []byte, source string, lc LoadContext) ([]Spec, error) {
 }
 
 // decodeSpec decodes one task entry; n is its 1-based position, used when it has no usable name.
+// Every problem is placed in the file: a kind decoder's at the field it names.
 func decodeSpec(item *yaml.Node, n int, lc LoadContext) (Spec, []error) {
 	spec := Spec{Timeout: DefaultTimeout}
 	label := fmt.Sprintf("#%d", n)
-	if item.Kind != yaml.MappingNode {
-		return spec, []error{&FieldError{Task: label, Problem: fmt.Sprintf("line %d: expected a mapping", item.Line)}}
+	fields, errs := entries(item)
+	if fields == nil {
+		return spec, placed(errs, label, item)
 	}
-	fields := map[string]*yaml.Node{}
-	var kindKeys []string
-	var errs []error
-	// Problems of the task's own keys are reported once its label (name) is known.
-	var keyProblems []func()
-	fe := func(field, format string, args ...any) {
-		errs = append(errs, &FieldError{Task: label, Field: field, Problem: fmt.Sprintf(format, args...)})
+	fe := func(field string, node *yaml.Node, format string, args ...any) {
+		errs = append(errs, at(node, field, format, args...))
 	}
-	for i := 0; i+1 < len(item.Content); i += 2 {
-		kn := item.Content[i]
-		k := kn.Value
-		switch _, dup := fields[k]; {
-		case kn.Kind != yaml.ScalarNode:
-			keyProblems = append(keyProblems, func() { fe("", "line %d: a field name must be a string", kn.Line) })
-			continue
-		case dup:
-			keyProblems = append(keyProblems, func() { fe(k, "line %d: defined twice", kn.Line) })
-			continue
-		}
-		fields[k] = item.Content[i+1]
-		if !commonFields[k] {
-			kindKeys = append(kindKeys, k)
-		}
-	}
-	if v, ok := fields["name"]; !ok || (v.Kind == yaml.ScalarNode && v.Value == "") {
-		fe("name", "required")
-	} else if v.Kind != yaml.ScalarNode {
-		fe("name", "line %d: must be a string", v.Line)
-	} else if len(v.Value) > maxNameLen || !nameRe.MatchString(v.Value) {
-		fe("name", "%q must be 1 to 64 of a-z, 0-9 and -, starting and ending with a letter or digit", v.Value)
-	} else {
-		spec.Name = v.Value
-		label = v.Value
-	}
-	for _, p := range keyProblems {
-		p()
+	var name string
+	switch v, ok := fields["name"]; {
+	case !ok:
+		fe("name", item, "required")
+	case v.Decode(&name) != nil:
+		fe("name", v, "must be a string")
+	case name == "":
+		fe("name", v, "required")
+	case len(name) > maxNameLen || !nameRe.MatchString(name):
+		fe("name", v, "%q must be 1 to 64 of a-z, 0-9 and -, starting and ending with a letter or digit", name)
+	default:
+		spec.Name, label = name, name
 	}
 	if v, ok := fields["timeout"]; ok {
-		d, problem := positiveDuration(v.Value, "30s, 10m")
-		if v.Kind != yaml.ScalarNode {
-			fe("timeout", "line %d: must be a duration like 30s or 10m", v.Line)
-		} else if problem != "" {
-			fe("timeout", "%s", problem)
+		var s string
+		if err := v.Decode(&s); err != nil {
+			fe("timeout", v, "must be a duration like 30s or 10m")
+		} else if d, problem := positiveDuration(s, "30s, 10m"); problem != "" {
+			fe("timeout", v, "%s", problem)
 		} else {
 			spec.Timeout = d
 		}
@@ -188,25 +170,25 @@ func decodeSpec(item *yaml.Node, n int, lc LoadContext) (Spec, []error) {
 	if v, ok := fields["when"]; ok {
 		w, wErrs := decodeWhen(v)
 		spec.When = w
-		for _, e := range wErrs {
-			e.Task = label
-			errs = append(errs, e)
-		}
+		errs = append(errs, wErrs...)
 	}
-	var known []string
-	for _, k := range kindKeys {
-		if _, ok := kinds[k]; ok {
-			known = append(known, k)
-		} else {
-			fe(k, "unknown kind or field: expected one of %s (and name, timeout, when)", strings.Join(Kinds(), ", "))
+	var kindKeys, known []string
+	for _, k := range byPosition(fields) {
+		switch _, ok := kinds[k]; {
+		case commonFields[k]:
+		case ok:
+			kindKeys, known = append(kindKeys, k), append(known, k)
+		default:
+			kindKeys = append(kindKeys, k)
+			fe(k, fields[k], "unknown kind or field: expected one of %s (and name, timeout, when)", strings.Join(Kinds(), ", "))
 		}
 	}
 	for _, k := range known[min(1, len(known)):] {
-		fe(k, "a second kind (the task is already %s): a task has exactly one of %s", known[0], strings.Join(Kinds(), ", "))
+		fe(k, fields[k], "a second kind (the task is already %s): a task has exactly one of %s", known[0], strings.Join(Kinds(), ", "))
 	}
 	switch {
 	case len(kindKeys) == 0:
-		fe("", "no kind: expected one of %s", strings.Join(Kinds(), ", "))
+		fe("", item, "no kind: expected one of %s", strings.Join(Kinds(), ", "))
 	case len(known) == 1:
 		kind := known[0]
 		spec.Kind = kind
@@ -215,23 +197,41 @@ func decodeSpec(item *yaml.Node, n int, lc LoadContext) (Spec, []error) {
 			var f *FieldError
 			if errors.As(e, &f) {
 				c := *f
-				c.Task = label
 				c.Field = joinField(kind, f.Field)
 				errs = append(errs, &c)
 			} else {
-				errs = append(errs, &FieldError{Task: label, Field: kind, Problem: e.Error()})
+				errs = append(errs, &FieldError{Field: kind, Problem: e.Error()})
 			}
 		}
 		spec.Task = task
 	}
-	return spec, errs
+	return spec, placed(errs, label, item)
 }
 
-func joinField(kind, field string) string {
-	if field == "" {
-		return kind
+// placed names the task of each problem and places the problems a kind decoder left without a
+// position at the field they name under item.
+func placed(errs []*FieldError, task string, item *yaml.Node) []error {
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		e.Task = task
+		if e.Line == 0 {
+			n := locate(item, e.Field)
+			e.Line, e.Column = n.Line, n.Column
+		}
+		out[i] = e
 	}
-	return kind + "." + field
+	return out
+}
+
+// joinField returns the path of field under parent ("exec" and "command" make "exec.command").
+func joinField(parent, field string) string {
+	switch {
+	case field == "":
+		return parent
+	case parent == "":
+		return field
+	}
+	return parent + "." + field
 }
 
 // flatten returns the errors joined in err, or none for nil.
@@ -247,26 +247,6 @@ func flatten(err error) []error {
 		return out
 	}
 	return []error{err}
-}
-
-// DecodeStrict decodes a kind's node into v, refusing fields v does not have. Kind decoders use it so
-// that a misspelt field is an error, not a silent default. The error joins one *FieldError per
-// problem, whose Field is the path of the field inside node ("comand", "headers.X.env"), so that the
-// loader reports "exec.comand".
-func DecodeStrict(node *yaml.Node, v any) error {
-	if node.Kind != yaml.MappingNode {
-		return Fieldf("", "line %d: expected a mapping", node.Line)
-	}
-	data, err := yaml.Marshal(blockStyle(node))
-	if err != nil {
-		return Fieldf("", "%s", strings.TrimPrefix(err.Error(), "yaml: "))
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil {
-		return decodeProblems(err, data, v)
-	}
-	return nil
 }
 
 // isNull reports whether a decoded document is empty.

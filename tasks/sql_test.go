@@ -228,7 +228,7 @@ func TestSQLInvalidDSNIsReportedWithoutItsPassword(t *testing.T) {
 		"host=catalog password='hunter2' sslmode=sometimes",
 	} {
 		_, err := Parse([]byte("tasks:\n  - name: schema\n    sql: {dsn: \""+dsn+"\", statements: [SELECT 1]}\n"), "test", LoadContext{})
-		if err == nil || !strings.Contains(err.Error(), "sql.dsn: not a valid PostgreSQL connection string") {
+		if err == nil || !strings.Contains(err.Error(), "sql.dsn: line 3 column 16: not a valid PostgreSQL connection string") {
 			t.Errorf("%s: want an invalid dsn error, got %v", RedactDSN(dsn), err)
 		} else if strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("error shows the password: %v", err)

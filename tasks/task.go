@@ -99,16 +99,23 @@ func Kinds() []string {
 
 // FieldError is a problem with one field of one task.
 type FieldError struct {
-	Task    string // task name, or "#N" when the task has no usable name
-	Field   string // dotted path, e.g. "exec.command"
-	Problem string
+	Task  string // task name, or "#N" when the task has no usable name
+	Field string // dotted path, e.g. "exec.command"
+	// Line and Column place the problem in the task file (1-based); zero when not known yet: the
+	// loader places a kind decoder's problem at its field.
+	Line, Column int
+	Problem      string
 }
 
 func (e *FieldError) Error() string {
-	if e.Field == "" {
-		return fmt.Sprintf("task %s: %s", e.Task, e.Problem)
+	problem := e.Problem
+	if e.Line > 0 {
+		problem = fmt.Sprintf("line %d column %d: %s", e.Line, e.Column, e.Problem)
 	}
-	return fmt.Sprintf("task %s: %s: %s", e.Task, e.Field, e.Problem)
+	if e.Field == "" {
+		return fmt.Sprintf("task %s: %s", e.Task, problem)
+	}
+	return fmt.Sprintf("task %s: %s: %s", e.Task, e.Field, problem)
 }
 
 // Fieldf returns a FieldError for a kind decoder; the loader fills in the task name and prefixes the kind.
@@ -120,8 +127,8 @@ func Fieldf(field, format string, args ...any) *FieldError {
 // reported, and decoding goes on, so that the caller can still check the other fields and report
 // every problem at once; ok is false only when node is not a mapping at all.
 func decodeKind(node *yaml.Node, v any) (errs []error, ok bool) {
-	if node.Kind != yaml.MappingNode {
-		return []error{Fieldf("", "line %d: expected a mapping", node.Line)}, false
+	if target(node).Kind != yaml.MappingNode {
+		return []error{at(node, "", "expected a mapping")}, false
 	}
 	if err := DecodeStrict(node, v); err != nil {
 		return []error{err}, true

@@ -35,11 +35,13 @@ func decodeWhen(node *yaml.Node) (When, []*FieldError) {
 		for _, e := range flatten(err) {
 			fe := &FieldError{Field: "when", Problem: e.Error()}
 			if errors.As(e, &fe) {
-				fe = &FieldError{Field: joinField("when", fe.Field), Problem: fe.Problem}
+				c := *fe
+				c.Field = joinField("when", fe.Field)
+				fe = &c
 			}
 			errs = append(errs, fe)
 		}
-		if node.Kind != yaml.MappingNode {
+		if target(node).Kind != yaml.MappingNode {
 			return When{}, errs
 		}
 	}
