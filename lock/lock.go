@@ -95,19 +95,6 @@ func (l *Locker) Read(ctx context.Context) (*Holder, time.Duration, error) {
 	return &h, max(pttl.Val(), 0), nil
 }
 
-// ForceRelease deletes the lock whoever holds it and returns the value it removed ("" when none).
-// It is the operator's way out of a stuck lock; the holder, if alive, stops with "lock lost".
-func (l *Locker) ForceRelease(ctx context.Context) (string, error) {
-	v, err := l.client.GetDel(ctx, l.key).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("lock: force release: %w", err)
-	}
-	return v, nil
-}
-
 // ReadValue returns the lock key's full value ("" when free) and its remaining TTL (negative when the key
 // has none).
 func (l *Locker) ReadValue(ctx context.Context) (string, time.Duration, error) {

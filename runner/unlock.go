@@ -19,6 +19,9 @@ var ErrHolderAlive = errors.New("runner: the lock holder is alive")
 // errStopped is the cause of a run stopped by unlock --force: nothing is recorded, exit 4.
 var errStopped = fmt.Errorf("%w: stopped by unlock --force", lock.ErrLost)
 
+// afterLockRead, when set (by tests only), runs between unlock's read of the lock and its delete.
+var afterLockRead func()
+
 // UnlockResult says what unlock found and did.
 type UnlockResult struct {
 	// Holder is the holder whose lock was removed, nil when the lock was free.
@@ -60,15 +63,12 @@ func (r *Runner) Unlock(ctx context.Context, force bool) (UnlockResult, error) {
 			return res, err
 		}
 	}
-	var removed bool
-	if alive {
-		// The holder did not answer: remove its lock only if it is still the same one.
-		removed, err = r.locker.ReleaseIf(ctx, value)
-	} else {
-		var v string
-		v, err = r.locker.ForceRelease(ctx)
-		removed = v != ""
+	if afterLockRead != nil {
+		afterLockRead()
 	}
+	// Only the lock that was read, never whoever holds it now: a stuck lock that expired since it was
+	// read may already be a new holder's.
+	removed, err := r.locker.ReleaseIf(ctx, value)
 	if err != nil {
 		return res, err
 	}

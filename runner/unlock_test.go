@@ -76,6 +76,26 @@ func TestUnlockRemovesAStuckLockAtOnce(t *testing.T) {
 	}
 }
 
+func TestUnlockOfAStuckLockLeavesANewHoldersLock(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	stuck := `othertoken00000000000000{"holder":"dead-pod","version":"1.1.0","started":"2026-01-01T00:00:00Z","lock_ttl_ms":60000}`
+	if err := h.rdb.Set(ctx, h.keys.Lock, stuck, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Between unlock's read and its delete the stuck lock goes and a waiter takes the lock.
+	fresh := `newtoken0000000000000000{"holder":"new-pod","version":"1.2.0","started":"2026-01-01T00:00:00Z","lock_ttl_ms":60000}`
+	afterLockRead = func() { h.rdb.Set(ctx, h.keys.Lock, fresh, time.Minute) }
+	t.Cleanup(func() { afterLockRead = nil })
+	u, _ := h.runner(nil)
+	if _, err := u.Unlock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if v := h.rdb.Get(ctx, h.keys.Lock).Val(); v != fresh {
+		t.Fatalf("unlock deleted the new holder's lock (lock now %q)", v)
+	}
+}
+
 func TestGlobEscapeMatchesOnlyTheChannel(t *testing.T) {
 	if got := globEscape(`{a*b?}[c]\d`); got != `{a\*b\?}\[c\]\\d` {
 		t.Errorf("globEscape = %q", got)
