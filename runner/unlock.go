@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
+	"github.com/redis/go-redis/v9"
 )
 
 // ErrHolderAlive: unlock without --force found a holder that refreshed its lock within the last keeper
@@ -24,19 +25,23 @@ var afterLockRead func()
 
 // UnlockResult says what unlock found and did.
 type UnlockResult struct {
-	// Holder is the holder whose lock was removed, nil when the lock was free.
+	// Holder is the holder whose lock was found, nil when the lock was free.
 	Holder *lock.Holder
-	// Stopped is true when a live holder was asked to stop and released the lock itself.
+	// Stopped is true when a holder was asked to stop and released the lock itself.
 	Stopped bool
-	// Expired is true when the lock went away without being deleted: the holder did not answer and
-	// its lock ran out (or the holder released it in the same moment).
+	// Expired is true when the lock went away without being deleted: it ran out on its own.
 	Expired bool
+	// Removed is true when unlock deleted the lock: only a lock with no expiry, which would never go.
+	Removed bool
 }
 
-// Unlock removes a stuck lock (invariant 5). A lock refreshed within the last keeper interval belongs
-// to a live holder: without force Unlock refuses (ErrHolderAlive); with force it publishes a stop
-// notice, waits for the holder to stop its tasks and release, and deletes the key only once a full
-// TTL has passed without that. A stuck lock (not refreshed lately, or with no TTL) is deleted at once.
+// Unlock removes a stuck lock without ever making two holders (invariant 5). A lock with an expiry is
+// never deleted: while its holder is alive (refreshed within the last keeper interval, TTL/3) Unlock
+// refuses (ErrHolderAlive) unless force; otherwise it waits for the lock to run out on its own, and
+// refuses after all if the holder refreshes it meanwhile (its refresh was late, not dead). With force it
+// first publishes a stop notice and waits for the holder to release; a holder that keeps refreshing
+// without answering the notice is refused too, since deleting its lock would let a second holder run
+// beside it. Only a lock with no expiry is deleted at once, and only while it still holds the value read.
 // Progress is kept, so the next holder resumes.
 func (r *Runner) Unlock(ctx context.Context, force bool) (UnlockResult, error) {
 	if _, err := r.readVersion(ctx); err != nil {
@@ -47,61 +52,100 @@ func (r *Runner) Unlock(ctx context.Context, force bool) (UnlockResult, error) {
 		return UnlockResult{}, err
 	}
 	h := lock.ParseValue(value)
-	ttl := time.Duration(h.LockTTLMillis) * time.Millisecond
 	res := UnlockResult{Holder: &h}
-	// Refreshed within the last keeper interval (TTL/3), with half an interval of slack for a refresh
-	// that is late or retried. A lock value without the holder's TTL was not written by a keeper of
-	// this version (an older gate, or by hand): it is treated as stuck, as unlock always did.
-	alive := ttl > 0 && pttl > ttl/2
-	if alive && !force {
+	if pttl < 0 {
+		// No expiry: no keeper wrote it so (by hand, or a PERSIST), and it would never go by itself.
+		if afterLockRead != nil {
+			afterLockRead()
+		}
+		// Only the lock that was read, never whoever holds it now.
+		res.Removed, err = r.locker.ReleaseIf(ctx, value)
+		if err != nil {
+			return res, err
+		}
+		res.Expired = !res.Removed
+		r.log.Warn("lock without expiry removed", "holder", h.Holder, "holder_version", h.Version)
+		return res, nil
+	}
+	ttl := time.Duration(h.LockTTLMillis) * time.Millisecond
+	// A lock value without the holder's TTL was not written by a keeper of this version: whether its
+	// holder is alive shows only in the wait below.
+	if ttl > 0 && pttl >= ttl-ttl/3 && !force {
 		return res, fmt.Errorf("%w: holder %s refreshed its lock %s ago (TTL %s): removing it would let a second holder run beside it; "+
 			"use unlock --force to ask it to stop first", ErrHolderAlive, h.Holder, (ttl - pttl).Round(time.Millisecond), ttl)
 	}
-	if alive {
-		res.Stopped, res.Expired, err = r.stopHolder(ctx, h, value, ttl)
-		if err != nil || res.Stopped || res.Expired {
-			return res, err
+	var acks <-chan *redis.Message
+	if force {
+		sub := r.rdb.PSubscribe(ctx, globEscape(r.keys.Events))
+		defer sub.Close()
+		if _, err := sub.Receive(ctx); err == nil {
+			acks = sub.Channel()
 		}
+		msg, _ := json.Marshal(Notice{Event: "stop", Version: h.Version, Holder: h.Holder, Started: h.Started})
+		if err := r.rdb.Publish(ctx, r.keys.Events, string(msg)).Err(); err != nil {
+			return res, fmt.Errorf("publish the stop notice: %w", err)
+		}
+		r.log.Warn("asked the lock holder to stop", "holder", h.Holder, "holder_version", h.Version)
+	} else {
+		r.log.Warn("the lock holder has not refreshed lately: waiting for its lock to expire on its own",
+			"holder", h.Holder, "holder_version", h.Version, "expires_in_ms", pttl.Milliseconds())
 	}
-	if afterLockRead != nil {
-		afterLockRead()
-	}
-	// Only the lock that was read, never whoever holds it now: a stuck lock that expired since it was
-	// read may already be a new holder's.
-	removed, err := r.locker.ReleaseIf(ctx, value)
-	if err != nil {
-		return res, err
-	}
-	res.Expired = !removed
-	r.log.Warn("lock force-released", "holder", h.Holder, "holder_version", h.Version)
-	return res, nil
+	res.Stopped, res.Expired, err = r.waitForLockToGo(ctx, h, value, pttl, ttl, force, acks)
+	return res, err
 }
 
-// stopHolder publishes a stop notice for the holder of value and waits up to one TTL for its lock to go.
-// stopped is true when it went while still refreshed (the holder released it); expired when it ran out.
-func (r *Runner) stopHolder(ctx context.Context, h lock.Holder, value string, ttl time.Duration) (stopped, expired bool, err error) {
-	msg, _ := json.Marshal(Notice{Event: "stop", Version: h.Version, Holder: h.Holder, Started: h.Started})
-	if err := r.rdb.Publish(ctx, r.keys.Events, string(msg)).Err(); err != nil {
-		return false, false, fmt.Errorf("publish the stop notice: %w", err)
-	}
-	r.log.Warn("asked the lock holder to stop", "holder", h.Holder, "holder_version", h.Version)
-	deadline := time.Now().Add(ttl)
-	for time.Now().Before(deadline) {
+// waitForLockToGo waits until the lock no longer holds value, deleting nothing. stopped is true when it
+// went before its expiry (the holder released it), expired when it ran out. A refresh seen meanwhile
+// (the PTTL went back up) means the holder is alive: ErrHolderAlive, unless the holder acknowledged the
+// stop notice (acks), in which case it is winding its tasks down and is given one more TTL to release.
+func (r *Runner) waitForLockToGo(ctx context.Context, h lock.Holder, value string, pttl, ttl time.Duration, force bool, acks <-chan *redis.Message) (stopped, expired bool, err error) {
+	poll := pollInterval(ttl)
+	prev, seen := pttl, time.Now()
+	expiresAt := seen.Add(pttl)
+	deadline := expiresAt.Add(time.Second + poll)
+	acked := false
+	for {
 		select {
 		case <-ctx.Done():
 			return false, false, context.Cause(ctx)
-		case <-time.After(pollInterval(ttl)):
-		}
-		v, _, err := r.locker.ReadValue(ctx)
-		if err != nil {
+		case m, ok := <-acks:
+			if !ok {
+				acks = nil
+			} else if isAck(m, h) {
+				acked = true
+				deadline = time.Now().Add(max(ttl, pttl) + time.Second + poll)
+			}
 			continue
+		case <-time.After(min(poll, time.Until(expiresAt)+5*time.Millisecond)):
 		}
-		if v != value {
-			return true, false, nil
+		v, p, err := r.locker.ReadValue(ctx)
+		now := time.Now()
+		switch {
+		case err != nil && now.After(deadline):
+			return false, false, err
+		case err != nil:
+			continue
+		case v != value:
+			stopped = force && now.Before(expiresAt)
+			return stopped, !stopped, nil
+		case p > prev && !acked:
+			if force {
+				return false, false, fmt.Errorf("%w: holder %s refreshed its lock but did not answer the stop notice (can it PSUBSCRIBE to %s? was it reconnecting?): "+
+					"its lock is left in place, since deleting it would let a second holder run beside it", ErrHolderAlive, h.Holder, r.keys.Events)
+			}
+			return false, false, fmt.Errorf("%w: holder %s refreshed its lock while unlock waited for it to expire (its refresh was late, it is not dead): "+
+				"use unlock --force to ask it to stop first", ErrHolderAlive, h.Holder)
+		case p < 0 || now.After(deadline):
+			return false, false, fmt.Errorf("%w: the lock of holder %s is still there (remaining TTL %s): nothing deleted", ErrHolderAlive, h.Holder, p)
 		}
+		prev, expiresAt = p, now.Add(p)
 	}
-	// The holder did not answer for a whole TTL while its lock stayed: delete it (the caller does).
-	return false, false, nil
+}
+
+// isAck reports whether m is holder h's answer to a stop notice.
+func isAck(m *redis.Message, h lock.Holder) bool {
+	var n Notice
+	return json.Unmarshal([]byte(m.Payload), &n) == nil && n.Event == "stopping" && n.Holder == h.Holder && n.Started.Equal(h.Started)
 }
 
 // listenForStop makes the holder stop when unlock --force asks it to: its tasks are killed, nothing is
@@ -121,6 +165,9 @@ func (r *Runner) listenForStop(ctx context.Context, log *slog.Logger, lk *lock.L
 			if n.Holder == lk.Holder.Holder && n.Started.Equal(lk.Holder.Started) {
 				log.Warn("unlock --force asked this holder to stop: stopping the tasks, recording nothing")
 				lk.Stop(errStopped)
+				// The answer: unlock then knows that refreshes until the release are the wind-down.
+				ack, _ := json.Marshal(Notice{Event: "stopping", Version: n.Version, Holder: n.Holder, Started: n.Started})
+				_ = r.rdb.Publish(context.WithoutCancel(ctx), r.keys.Events, string(ack)).Err()
 			}
 		}
 	}()
