@@ -23,6 +23,7 @@ func TestPermanentRedisErrorsFailFastUnderTheirOwnName(t *testing.T) {
 	}{
 		{"a read-only replica", nil, nil, ErrRedisUnwritable, "READONLY"},
 		{"out of memory under noeviction", []string{"--maxmemory", "1", "--maxmemory-policy", "noeviction"}, nil, ErrRedisUnwritable, "OOM"},
+		{"a master without the replicas min-replicas-to-write asks for", []string{"--min-replicas-to-write", "1"}, nil, ErrRedisUnwritable, "NOREPLICAS"},
 		{"EVALSHA renamed away", []string{"--rename-command", "evalsha", ""}, nil, ErrRedisRefused, "unknown command"},
 		{"the version key of the wrong type", nil, func(t *testing.T, h *harness) {
 			if err := h.rdb.RPush(context.Background(), h.keys.Version, "x").Err(); err != nil {
