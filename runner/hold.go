@@ -257,13 +257,18 @@ func (r *Runner) resume(ctx context.Context, lk *lock.Lock, token int64) (map[st
 
 // checkCooldown refuses to run when the last attempt for this version failed less than
 // MAINTENANCE_FAILURE_COOLDOWN ago.
+// Without a cooldown it still reads the newest entry: a history key of the wrong type must fail the run
+// before any task runs, not at the record after all of them.
 func (r *Runner) checkCooldown(ctx context.Context, log *slog.Logger) error {
 	if r.cfg.FailureCooldown <= 0 {
+		if err := r.rdb.XRevRangeN(ctx, r.keys.History, "+", "-", 1).Err(); err != nil {
+			return redisErr(ctx, "read history "+r.keys.History, err)
+		}
 		return nil
 	}
 	entries, err := r.History(ctx, 50)
 	if err != nil {
-		return redisErr(ctx, "read history", err)
+		return redisErr(ctx, "read history "+r.keys.History, err)
 	}
 	for _, e := range entries {
 		if !version.Equal(e.Version, r.cfg.Version) {

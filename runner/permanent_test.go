@@ -35,6 +35,11 @@ func TestPermanentRedisErrorsFailFastUnderTheirOwnName(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, ErrRedisRefused, "WRONGTYPE"},
+		{"the history key of the wrong type (no failure cooldown)", nil, func(t *testing.T, h *harness) {
+			if err := h.rdb.Set(context.Background(), h.keys.History, "x", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}, ErrRedisRefused, ":history: WRONGTYPE"},
 		{"a corrupted fencing counter", nil, func(t *testing.T, h *harness) {
 			if err := h.rdb.Set(context.Background(), h.keys.Fence, "-12", 0).Err(); err != nil {
 				t.Fatal(err)
