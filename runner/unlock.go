@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
@@ -81,6 +82,10 @@ func (r *Runner) Unlock(ctx context.Context, force bool) (UnlockResult, error) {
 		if _, err := sub.Receive(ctx); err == nil {
 			acks = sub.Channel()
 		}
+		// The request in the stop key first (read by the holder every keeper interval), then the notice.
+		if err := r.rdb.Set(ctx, r.keys.Stop, value, 2*max(ttl, pttl)+time.Second).Err(); err != nil {
+			return res, fmt.Errorf("write the stop request: %w", err)
+		}
 		msg, _ := json.Marshal(Notice{Event: "stop", Version: h.Version, Holder: h.Holder, Started: h.Started})
 		if err := r.rdb.Publish(ctx, r.keys.Events, string(msg)).Err(); err != nil {
 			return res, fmt.Errorf("publish the stop notice: %w", err)
@@ -96,14 +101,18 @@ func (r *Runner) Unlock(ctx context.Context, force bool) (UnlockResult, error) {
 
 // waitForLockToGo waits until the lock no longer holds value, deleting nothing. stopped is true when it
 // went before its expiry (the holder released it), expired when it ran out. A refresh seen meanwhile
-// (the PTTL went back up) means the holder is alive: ErrHolderAlive, unless the holder acknowledged the
-// stop notice (acks), in which case it is winding its tasks down and is given one more TTL to release.
+// (the PTTL went back up) means the holder is alive: ErrHolderAlive, unless the holder answered the stop
+// request (acks, or the stop key), in which case it is winding its tasks down and is given one more TTL
+// to release; with force, a refresh within the first keeper interval is not yet a refusal to answer.
 func (r *Runner) waitForLockToGo(ctx context.Context, h lock.Holder, value string, pttl, ttl time.Duration, force bool, acks <-chan *redis.Message) (stopped, expired bool, err error) {
 	poll := pollInterval(ttl)
 	prev, seen := pttl, time.Now()
 	expiresAt := seen.Add(pttl)
 	deadline := expiresAt.Add(time.Second + poll)
 	acked := false
+	// A holder that cannot hear the notice reads the stop key within one keeper interval: a refresh before
+	// then is not yet a refusal to answer.
+	answerBy := seen.Add(ttl/3 + poll)
 	for {
 		select {
 		case <-ctx.Done():
@@ -116,7 +125,7 @@ func (r *Runner) waitForLockToGo(ctx context.Context, h lock.Holder, value strin
 				deadline = time.Now().Add(max(ttl, pttl) + time.Second + poll)
 			}
 			continue
-		case <-time.After(min(poll, time.Until(expiresAt)+5*time.Millisecond)):
+		case <-time.After(max(min(poll, time.Until(expiresAt)+5*time.Millisecond), time.Millisecond)):
 		}
 		v, p, err := r.locker.ReadValue(ctx)
 		now := time.Now()
@@ -128,10 +137,16 @@ func (r *Runner) waitForLockToGo(ctx context.Context, h lock.Holder, value strin
 		case v != value:
 			stopped = force && now.Before(expiresAt)
 			return stopped, !stopped, nil
+		case force && !acked && r.rdb.Get(ctx, r.keys.Stop).Val() == stoppingPrefix+value:
+			acked = true
+			deadline = now.Add(max(ttl, p) + time.Second + poll)
+		case p > prev && !acked && force && now.Before(answerBy):
+			deadline = now.Add(p + time.Second + poll)
 		case p > prev && !acked:
 			if force {
-				return false, false, fmt.Errorf("%w: holder %s refreshed its lock but did not answer the stop notice (can it PSUBSCRIBE to %s? was it reconnecting?): "+
-					"its lock is left in place, since deleting it would let a second holder run beside it", ErrHolderAlive, h.Holder, r.keys.Events)
+				return false, false, fmt.Errorf("%w: holder %s refreshed its lock but answered neither the stop notice on %s nor the stop request in %s "+
+					"within a keeper interval (an older gate? permissions missing?): its lock is left in place, since deleting it would let a second holder run beside it",
+					ErrHolderAlive, h.Holder, r.keys.Events, r.keys.Stop)
 			}
 			return false, false, fmt.Errorf("%w: holder %s refreshed its lock while unlock waited for it to expire (its refresh was late, it is not dead): "+
 				"use unlock --force to ask it to stop first", ErrHolderAlive, h.Holder)
@@ -148,30 +163,61 @@ func isAck(m *redis.Message, h lock.Holder) bool {
 	return json.Unmarshal([]byte(m.Payload), &n) == nil && n.Event == "stopping" && n.Holder == h.Holder && n.Started.Equal(h.Started)
 }
 
+// stoppingPrefix marks the holder's answer in the stop key: "stopping:" + its lock value.
+const stoppingPrefix = "stopping:"
+
 // listenForStop makes the holder stop when unlock --force asks it to: its tasks are killed, nothing is
-// recorded, and the lock is released once they are gone. The returned function ends the listening.
+// recorded, and the lock is released once they are gone. The request comes as a notice on the events
+// channel (at once) and in the stop key, read every keeper interval, for a holder that cannot hear the
+// notice (no PSUBSCRIBE permission, a reconnect). The holder answers both ways. The returned function
+// ends the listening.
 func (r *Runner) listenForStop(ctx context.Context, log *slog.Logger, lk *lock.Lock) func() {
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			log.Warn("unlock --force asked this holder to stop: stopping the tasks, recording nothing")
+			lk.Stop(errStopped)
+			// The answer: unlock then knows that refreshes until the release are the wind-down.
+			bg := context.WithoutCancel(ctx)
+			ack, _ := json.Marshal(Notice{Event: "stopping", Version: lk.Holder.Version, Holder: lk.Holder.Holder, Started: lk.Holder.Started})
+			_ = r.rdb.Publish(bg, r.keys.Events, string(ack)).Err()
+			_ = r.rdb.Set(bg, r.keys.Stop, stoppingPrefix+lk.Value(), 2*r.cfg.LockTTL).Err()
+		})
+	}
 	// By pattern (the channel's exact name, escaped), so that PUBSUB NUMSUB still counts the waiters only.
 	sub := r.rdb.PSubscribe(ctx, globEscape(r.keys.Events))
 	if _, err := sub.Receive(ctx); err != nil && ctx.Err() == nil {
-		log.Warn("could not listen for unlock --force: a stop notice will not reach this holder", "err", err)
+		log.Warn("could not listen for unlock --force's notice: its stop request is read every keeper interval instead", "err", err)
 	}
 	go func() {
 		for m := range sub.Channel() {
 			var n Notice
-			if json.Unmarshal([]byte(m.Payload), &n) != nil || n.Event != "stop" {
-				continue
-			}
-			if n.Holder == lk.Holder.Holder && n.Started.Equal(lk.Holder.Started) {
-				log.Warn("unlock --force asked this holder to stop: stopping the tasks, recording nothing")
-				lk.Stop(errStopped)
-				// The answer: unlock then knows that refreshes until the release are the wind-down.
-				ack, _ := json.Marshal(Notice{Event: "stopping", Version: n.Version, Holder: n.Holder, Started: n.Started})
-				_ = r.rdb.Publish(context.WithoutCancel(ctx), r.keys.Events, string(ack)).Err()
+			if json.Unmarshal([]byte(m.Payload), &n) == nil && n.Event == "stop" && n.Holder == lk.Holder.Holder && n.Started.Equal(lk.Holder.Started) {
+				stop()
 			}
 		}
 	}()
-	return func() { _ = sub.Close() }
+	done, polled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(polled)
+		tick := time.NewTicker(max(r.cfg.LockTTL/3, time.Millisecond))
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if v, err := r.rdb.Get(ctx, r.keys.Stop).Result(); err == nil && v == lk.Value() {
+				stop()
+			}
+		}
+	}()
+	return func() {
+		_ = sub.Close()
+		close(done)
+		<-polled
+	}
 }
 
 // globEscape escapes the glob characters of a channel name, so that it matches only itself as a pattern.
