@@ -197,25 +197,26 @@ func (r *Runner) listenForStop(ctx context.Context, log *slog.Logger, lk *lock.L
 			}
 		}
 	}()
-	done, polled := make(chan struct{}), make(chan struct{})
+	pollCtx, endPoll := context.WithCancel(ctx)
+	polled := make(chan struct{})
 	go func() {
 		defer close(polled)
 		tick := time.NewTicker(max(r.cfg.LockTTL/3, time.Millisecond))
 		defer tick.Stop()
 		for {
 			select {
-			case <-done:
+			case <-pollCtx.Done():
 				return
 			case <-tick.C:
 			}
-			if v, err := r.rdb.Get(ctx, r.keys.Stop).Result(); err == nil && v == lk.Value() {
+			if v, err := r.rdb.Get(pollCtx, r.keys.Stop).Result(); err == nil && v == lk.Value() {
 				stop()
 			}
 		}
 	}()
 	return func() {
 		_ = sub.Close()
-		close(done)
+		endPoll()
 		<-polled
 	}
 }
