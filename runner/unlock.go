@@ -198,9 +198,7 @@ func (r *Runner) listenForStop(ctx context.Context, log *slog.Logger, lk *lock.L
 		}
 	}()
 	pollCtx, endPoll := context.WithCancel(ctx)
-	polled := make(chan struct{})
 	go func() {
-		defer close(polled)
 		tick := time.NewTicker(max(r.cfg.LockTTL/3, time.Millisecond))
 		defer tick.Stop()
 		for {
@@ -214,10 +212,10 @@ func (r *Runner) listenForStop(ctx context.Context, log *slog.Logger, lk *lock.L
 			}
 		}
 	}()
+	// Not waiting for a read in flight: on a stalled connection it would hold the release back.
 	return func() {
 		_ = sub.Close()
 		endPoll()
-		<-polled
 	}
 }
 
