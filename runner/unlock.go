@@ -40,9 +40,9 @@ type UnlockResult struct {
 // never deleted: while its holder is alive (refreshed within the last keeper interval, TTL/3) Unlock
 // refuses (ErrHolderAlive) unless force; otherwise it waits for the lock to run out on its own, and
 // refuses after all if the holder refreshes it meanwhile (its refresh was late, not dead). With force it
-// first publishes a stop notice and waits for the holder to release; a holder that keeps refreshing
-// without answering the notice is refused too, since deleting its lock would let a second holder run
-// beside it. Only a lock with no expiry is deleted at once, and only while it still holds the value read.
+// first asks the holder to stop (the stop key, then a notice) and waits for it to release; a holder that
+// keeps refreshing without answering is refused too, since deleting its lock would let a second holder
+// run beside it. Only a lock with no expiry is deleted at once, and only while it still holds the value read.
 // Progress is kept, so the next holder resumes.
 func (r *Runner) Unlock(ctx context.Context, force bool) (UnlockResult, error) {
 	if _, err := r.readVersion(ctx); err != nil {
@@ -65,7 +65,9 @@ func (r *Runner) Unlock(ctx context.Context, force bool) (UnlockResult, error) {
 			return res, err
 		}
 		res.Expired = !res.Removed
-		r.log.Warn("lock without expiry removed", "holder", h.Holder, "holder_version", h.Version)
+		if res.Removed {
+			r.log.Warn("lock without expiry removed", "holder", h.Holder, "holder_version", h.Version)
+		}
 		return res, nil
 	}
 	ttl := time.Duration(h.LockTTLMillis) * time.Millisecond
