@@ -12,7 +12,7 @@ import (
 
 func cmdUnlock(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("unlock", flag.ContinueOnError)
-	force := fs.Bool("force", false, "also when the holder is alive: ask it to stop (its tasks are killed, it records nothing and exits 4), wait for it to release the lock, and delete the lock only after a whole TTL without that")
+	force := fs.Bool("force", false, "also when the holder is alive: ask it to stop (its tasks are killed, it records nothing and exits 4) and wait for it to release the lock; a holder that keeps refreshing without answering is refused (exit 2), its lock left in place")
 	if done, err := parseFlags(fs, args, "unlock [--force]", stdout); done || err != nil {
 		return err
 	}
@@ -33,7 +33,7 @@ func cmdUnlock(ctx context.Context, args []string, getenv func(string) string, s
 		_, err = fmt.Fprintf(stdout, "lock %s was free: nothing removed\n", r.Keys().Lock)
 		return err
 	}
-	what := "removed lock"
+	what := "removed lock (it had no expiry)"
 	switch {
 	case res.Stopped:
 		what = "the holder stopped and released lock"

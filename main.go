@@ -139,8 +139,8 @@ Usage:
   peerdb-maintenance [run] [--dry-run] [-- command args...]   run the gate (default)
   peerdb-maintenance status [--json] [-n N]                   recorded version, lock holder, current task, history
   peerdb-maintenance history [--json] [-n N]                  the last N attempts
-  peerdb-maintenance unlock [--force]                         remove a stuck lock; a live holder only with --force,
-                                                              which asks it to stop first
+  peerdb-maintenance unlock [--force]                         remove a stuck lock (waits for it to expire); a live
+                                                              holder only with --force, which asks it to stop first
   peerdb-maintenance validate [tasks-file]                    check configuration and a task file; no Redis
   peerdb-maintenance version                                  print version, commit and Go version
 

@@ -172,7 +172,7 @@ func TestAUserMissingACommandTheGateNeedsExits2SayingAuthenticationFailed(t *tes
 		{"time", nil},                // the fencing token, inside its script
 		{"pttl", []string{"status"}}, // the TTL of a held lock
 		{"xrevrange", []string{"history"}},
-		{"getdel", []string{"unlock"}},
+		{"pttl", []string{"unlock"}},
 	}
 	for _, c := range cases {
 		t.Run("without "+c.missing, func(t *testing.T) {

@@ -92,3 +92,27 @@ func TestLostIsClosedWhenTheLockIsTaken(t *testing.T) {
 		t.Fatal("Lost was not closed within 3×TTL of the lock being taken")
 	}
 }
+
+func TestTheKeeperGivesUpEarlyEnoughToKillTheTreeAtTheShortestTTL(t *testing.T) {
+	srv := redistest.Start(t)
+	proxy := redistest.StartProxy(t, srv.Addr)
+	const ttl = time.Second // the shortest MAINTENANCE_LOCK_TTL
+	c := redis.NewClient(&redis.Options{Addr: proxy.Addr, ContextTimeoutEnabled: true, MaxRetries: -1, Protocol: 2, DisableIdentity: true})
+	t.Cleanup(func() { _ = c.Close() })
+	lk := obtain(t, lock.New(c, key, fenceKey, ttl), "a")
+	_, stop := lk.Keep(context.Background(), slog.New(slog.DiscardHandler))
+	defer stop()
+	proxy.Stall() // no refresh gets through from now on
+	select {
+	case <-lk.Lost():
+	case <-time.After(3 * ttl):
+		t.Fatal("Lost was not closed within 3×TTL of Redis going silent")
+	}
+	pttl := srv.Client().PTTL(context.Background(), key).Val()
+	// The run must be cancelled with time left to SIGKILL and reap the task's tree: well over TTL/12
+	// (83ms here, less than one scheduling hiccup of a loaded node); the keeper aims at 250ms.
+	if pttl <= ttl/6 {
+		t.Errorf("the keeper gave the lock up %s before it expires, want more than twice TTL/12 (%s)", pttl, ttl/6)
+	}
+	proxy.Resume()
+}

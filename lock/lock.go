@@ -95,19 +95,6 @@ func (l *Locker) Read(ctx context.Context) (*Holder, time.Duration, error) {
 	return &h, max(pttl.Val(), 0), nil
 }
 
-// ForceRelease deletes the lock whoever holds it and returns the value it removed ("" when none).
-// It is the operator's way out of a stuck lock; the holder, if alive, stops with "lock lost".
-func (l *Locker) ForceRelease(ctx context.Context) (string, error) {
-	v, err := l.client.GetDel(ctx, l.key).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("lock: force release: %w", err)
-	}
-	return v, nil
-}
-
 // ReadValue returns the lock key's full value ("" when free) and its remaining TTL (negative when the key
 // has none).
 func (l *Locker) ReadValue(ctx context.Context) (string, time.Duration, error) {
@@ -283,7 +270,7 @@ func (lk *Lock) Keep(ctx context.Context, log *slog.Logger) (context.Context, fu
 	interval := ttl / 3
 	// No refresh starts later than giveUp, and none runs past end: the run is cancelled while the lock
 	// is still ours, even when the cancellation itself takes a moment.
-	margin := ttl / 6
+	margin := 2 * lostMargin(ttl)
 	go func() {
 		defer close(done)
 		// last is the start of the last refresh that worked (or of Obtain): the lock is ours until
@@ -336,6 +323,16 @@ func (lk *Lock) Keep(ctx context.Context, log *slog.Logger) (context.Context, fu
 			cancel(nil)
 		})
 	}
+}
+
+// lostMargin is how long before the lock can expire the keeper gives it up (closes Lost and cancels the
+// run) when no refresh has worked: TTL/12, but at least 250ms and at most TTL/3. In that time the task's
+// tree gets SIGKILL and is reaped, and the gate's clock may differ from Redis's: at the shortest TTL (1s)
+// TTL/12 would be 83ms, less than one scheduling hiccup of a loaded node (a GC pause, a CPU-throttled
+// container frozen for the rest of its 100ms CFS period). The last refresh attempt starts one more
+// margin earlier, so it still has that long to get an answer.
+func lostMargin(ttl time.Duration) time.Duration {
+	return min(max(ttl/12, 250*time.Millisecond), ttl/3)
 }
 
 func earlier(a, b time.Time) time.Time {

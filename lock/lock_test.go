@@ -220,26 +220,28 @@ func TestOverwrittenLockCancelsTheRunWithErrLost(t *testing.T) {
 	}
 }
 
-func TestForceReleaseRemovesAnyHolder(t *testing.T) {
+func TestReleaseIfRemovesOnlyTheValueItWasGiven(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	l := lock.New(srv.Client(), key, fenceKey, time.Second)
 
-	if v, err := l.ForceRelease(ctx); err != nil || v != "" {
-		t.Fatalf("ForceRelease of a free lock = %q, %v; want \"\", nil", v, err)
+	if ok, err := l.ReleaseIf(ctx, "gone"); err != nil || ok {
+		t.Fatalf("ReleaseIf of a free lock = %t, %v; want false, nil", ok, err)
 	}
 	lk := obtain(t, l, "stuck")
 	kept, stop := lk.Keep(ctx, slog.New(slog.DiscardHandler))
 	defer stop()
-	v, err := l.ForceRelease(ctx)
-	if err != nil {
-		t.Fatal(err)
+	if ok, err := l.ReleaseIf(ctx, "an older holder's value"); err != nil || ok {
+		t.Fatalf("ReleaseIf of another value = %t, %v; want false, nil", ok, err)
 	}
-	if v != lk.Value() || lock.ParseValue(v).Holder != "stuck" {
-		t.Errorf("ForceRelease returned %q, want the holder's value %q", v, lk.Value())
+	if v, _, _ := l.ReadValue(ctx); v != lk.Value() {
+		t.Fatalf("ReleaseIf of another value removed the holder's lock (now %q)", v)
+	}
+	if ok, err := l.ReleaseIf(ctx, lk.Value()); err != nil || !ok {
+		t.Fatalf("ReleaseIf of the holder's value = %t, %v; want true, nil", ok, err)
 	}
 	obtain(t, l, "rescuer")
-	waitDone(t, kept, 3*time.Second, "lock force-released")
+	waitDone(t, kept, 3*time.Second, "lock released by unlock")
 	if cause := context.Cause(kept); !errors.Is(cause, lock.ErrLost) {
 		t.Errorf("the old holder's run stopped with %v, want ErrLost", cause)
 	}

@@ -84,7 +84,9 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 			notices = sub.Channel()
 			waitStart = time.Now()
 			lastLog = waitStart
-			r.logWaiting(waitCtx, log, waitStart, "another replica holds the lock, waiting")
+			if errors.Is(err, lock.ErrNotObtained) {
+				r.logWaiting(waitCtx, log, waitStart, "another replica holds the lock, waiting")
+			}
 		}
 		if !r.cfg.Force {
 			v, err := r.rdb.Get(waitCtx, r.keys.Version).Result()

@@ -49,10 +49,13 @@ func permanent(what string, err error) error {
 	}
 	switch redisconn.Classify(err) {
 	case redisconn.Unwritable:
-		return fmt.Errorf("%w: %s: Redis is read-only or full, the gate cannot write its lock or record: %v", ErrRedisUnwritable, what, err)
+		return fmt.Errorf("%w: %s: Redis is read-only, full or short of replicas, the gate cannot write its lock or record: %v", ErrRedisUnwritable, what, err)
 	case redisconn.Refused:
 		if redisconn.IsAuthError(err) {
 			return fmt.Errorf("%w: %s: %v", ErrAuth, what, err)
+		}
+		if redisconn.IsRedirect(err) {
+			return fmt.Errorf("%w: %s: %v (a Redis Cluster node: set REDIS_MODE=cluster)", ErrRedisRefused, what, err)
 		}
 		return fmt.Errorf("%w: %s: %v", ErrRedisRefused, what, err)
 	}

@@ -30,6 +30,9 @@ type session struct {
 	stopKeeper func()
 	stopListen func()
 	log        *slog.Logger
+	// treeAlive is set when a task's process tree could not be confirmed gone: the lock is then left
+	// to expire rather than released, so that no next holder starts beside it at once.
+	treeAlive bool
 }
 
 // openSession starts keeping the lock just taken, and listening for a stop notice.
@@ -43,6 +46,10 @@ func (r *Runner) openSession(ctx context.Context, log *slog.Logger, lk *lock.Loc
 func (s *session) Close() {
 	s.stopListen()
 	s.stopKeeper()
+	if s.treeAlive {
+		s.log.Error("a task's process tree may still run: the lock is not released, it expires by itself")
+		return
+	}
 	if err := s.lk.Release(s.ctx); err != nil {
 		s.log.Warn("could not release the lock; it expires by itself", "err", err)
 	}
@@ -96,6 +103,18 @@ func (r *Runner) hold(sess *session, log *slog.Logger, start time.Time, recorded
 	for i, s := range r.specs {
 		if err := r.runTask(runCtx, log, lk, env, i, s, done, skips[s.Name]); err != nil {
 			var se *stateError
+			if errors.Is(err, tasks.ErrTreeNotGone) {
+				sess.treeAlive = true
+				err = fmt.Errorf("%w: %w", lock.ErrLost, err)
+				log.Error("run stopped, nothing recorded", "task", s.Name, "err", err)
+				return Result{}, err
+			}
+			if errors.Is(err, tasks.ErrSupervisorKilled) {
+				// Killed from outside (the OOM killer, kill -9), its tree killed after it: not the
+				// task's failure, so nothing in history and no cooldown for the other replicas.
+				log.Error("task's supervisor killed, nothing recorded", "task", s.Name, "err", err)
+				return Result{}, fmt.Errorf("%w: task %s: %w", ErrTaskFailed, s.Name, err)
+			}
 			if runCtx.Err() != nil || errors.As(err, &se) {
 				// Stopped (lock lost, signal) or unable to write progress: not the task's fault.
 				err = r.lostOr(runCtx, err)
@@ -238,13 +257,18 @@ func (r *Runner) resume(ctx context.Context, lk *lock.Lock, token int64) (map[st
 
 // checkCooldown refuses to run when the last attempt for this version failed less than
 // MAINTENANCE_FAILURE_COOLDOWN ago.
+// Without a cooldown it still reads the newest entry: a history key of the wrong type must fail the run
+// before any task runs, not at the record after all of them.
 func (r *Runner) checkCooldown(ctx context.Context, log *slog.Logger) error {
 	if r.cfg.FailureCooldown <= 0 {
+		if err := r.rdb.XRevRangeN(ctx, r.keys.History, "+", "-", 1).Err(); err != nil {
+			return redisErr(ctx, "read history "+r.keys.History, err)
+		}
 		return nil
 	}
 	entries, err := r.History(ctx, 50)
 	if err != nil {
-		return redisErr(ctx, "read history", err)
+		return redisErr(ctx, "read history "+r.keys.History, err)
 	}
 	for _, e := range entries {
 		if !version.Equal(e.Version, r.cfg.Version) {

@@ -3,9 +3,11 @@ package runner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
@@ -23,6 +25,7 @@ func TestPermanentRedisErrorsFailFastUnderTheirOwnName(t *testing.T) {
 	}{
 		{"a read-only replica", nil, nil, ErrRedisUnwritable, "READONLY"},
 		{"out of memory under noeviction", []string{"--maxmemory", "1", "--maxmemory-policy", "noeviction"}, nil, ErrRedisUnwritable, "OOM"},
+		{"a master without the replicas min-replicas-to-write asks for", []string{"--min-replicas-to-write", "1"}, nil, ErrRedisUnwritable, "NOREPLICAS"},
 		{"EVALSHA renamed away", []string{"--rename-command", "evalsha", ""}, nil, ErrRedisRefused, "unknown command"},
 		{"the version key of the wrong type", nil, func(t *testing.T, h *harness) {
 			if err := h.rdb.RPush(context.Background(), h.keys.Version, "x").Err(); err != nil {
@@ -34,6 +37,11 @@ func TestPermanentRedisErrorsFailFastUnderTheirOwnName(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, ErrRedisRefused, "WRONGTYPE"},
+		{"the history key of the wrong type (no failure cooldown)", nil, func(t *testing.T, h *harness) {
+			if err := h.rdb.Set(context.Background(), h.keys.History, "x", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}, ErrRedisRefused, ":history: WRONGTYPE"},
 		{"a corrupted fencing counter", nil, func(t *testing.T, h *harness) {
 			if err := h.rdb.Set(context.Background(), h.keys.Fence, "-12", 0).Err(); err != nil {
 				t.Fatal(err)
@@ -69,5 +77,43 @@ func TestPermanentRedisErrorsFailFastUnderTheirOwnName(t *testing.T) {
 				t.Errorf("waited for a holder that does not exist:\n%s", logs)
 			}
 		})
+	}
+}
+
+// A lock attempt that fails with a transient error (here BUSY: a long script) is retried, and is not
+// taken for another replica holding the lock.
+func TestAFailedLockAttemptIsNotLoggedAsAnotherHolder(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	if err := h.rdb.ConfigSet(ctx, "busy-reply-threshold", "10").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var c counter
+	r, logs := h.runner([]tasks.Spec{c.task("migrate", nil)})
+	busy := h.srv.Client()
+	defer busy.Close()
+	r.afterFirstRead = func() {
+		go busy.Eval(ctx, "while true do end", nil)
+		redistest.Eventually(t, 10*time.Second, func() bool {
+			return strings.HasPrefix(fmt.Sprint(h.rdb.Ping(ctx).Err()), "BUSY")
+		}, "the long script did not make Redis busy")
+	}
+	go func() {
+		// Ends the script once the gate met it (or after a while: the run then reports what it saw).
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(logs.String(), "could not try the lock") && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		_ = h.rdb.ScriptKill(ctx).Err()
+	}()
+	res, err := r.Run(ctx)
+	if err != nil || res.Outcome != "recorded" {
+		t.Fatalf("run after a busy Redis: %+v, %v\n%s", res, err, logs)
+	}
+	if !strings.Contains(logs.String(), "could not try the lock") {
+		t.Fatalf("the lock attempt never met the busy Redis:\n%s", logs)
+	}
+	if strings.Contains(logs.String(), "another replica holds the lock") {
+		t.Errorf("a failed lock attempt was logged as another replica holding the lock:\n%s", logs)
 	}
 }

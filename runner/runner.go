@@ -145,7 +145,7 @@ func (r *Runner) guardDowngrade(ctx context.Context, log *slog.Logger, recorded 
 }
 
 // older reports whether our version is older than the recorded one: by semver when both parse, else by
-// history (ours succeeded before the recorded one did: an old replica). Only the slow path reads history.
+// history (ours was attempted before the recorded one succeeded: an old replica). Only the slow path reads history.
 func (r *Runner) older(ctx context.Context, recorded string) (bool, error) {
 	if recorded == "" || version.Equal(r.cfg.Version, recorded) {
 		return false, nil
@@ -159,13 +159,11 @@ func (r *Runner) older(ctx context.Context, recorded string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	var succeeded []string
+	attempts := make([]version.Attempt, 0, len(entries))
 	for _, e := range entries {
-		if e.Outcome == OutcomeSucceeded {
-			succeeded = append(succeeded, e.Version)
-		}
+		attempts = append(attempts, version.Attempt{Version: e.Version, Succeeded: e.Outcome == OutcomeSucceeded})
 	}
-	return version.OlderByHistory(r.cfg.Version, recorded, succeeded), nil
+	return version.OlderByHistory(r.cfg.Version, recorded, attempts), nil
 }
 
 // skips evaluates every task's constraints for the upgrade from recorded (invariant 3) and returns the

@@ -79,7 +79,7 @@ const (
 // Notice is the message published on the events channel when a holder finishes, or when unlock --force
 // asks a holder to stop.
 type Notice struct {
-	Event   string `json:"event"` // "recorded", "failed" or "stop"
+	Event   string `json:"event"` // "recorded", "failed", "stop", or "stopping" (a holder's answer to stop)
 	Version string `json:"version"`
 	Holder  string `json:"holder"`
 	Task    string `json:"task,omitempty"`

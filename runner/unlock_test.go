@@ -3,6 +3,8 @@ package runner
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,22 +64,157 @@ func TestUnlockForceStopsTheHolderAndWaitsForItsRelease(t *testing.T) {
 	}
 }
 
-func TestUnlockRemovesAStuckLockAtOnce(t *testing.T) {
+func TestUnlockRemovesALockWithoutExpiryAtOnce(t *testing.T) {
 	h := newHarness(t)
-	// A holder that died: its lock (TTL 2s) was last refreshed long ago, only a little is left.
 	v := `othertoken00000000000000{"holder":"dead-pod","version":"1.1.0","started":"2026-01-01T00:00:00Z","lock_ttl_ms":60000}`
-	if err := h.rdb.Set(context.Background(), h.keys.Lock, v, 20*time.Second).Err(); err != nil {
+	if err := h.rdb.Set(context.Background(), h.keys.Lock, v, 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	u, _ := h.runner(nil)
 	res, err := u.Unlock(context.Background(), false)
-	if err != nil || res.Holder == nil || res.Holder.Holder != "dead-pod" || h.exists(h.keys.Lock) {
+	if err != nil || !res.Removed || res.Holder == nil || res.Holder.Holder != "dead-pod" || h.exists(h.keys.Lock) {
+		t.Fatalf("unlock of a lock without expiry = %+v, %v; lock exists %t", res, err, h.exists(h.keys.Lock))
+	}
+}
+
+// expiredKeys is Redis's count of keys that expired (not deleted).
+func (h *harness) expiredKeys(t *testing.T) int64 {
+	t.Helper()
+	info := h.rdb.Info(context.Background(), "stats").Val()
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "expired_keys:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no expired_keys in INFO stats:\n%s", info)
+	return 0
+}
+
+func TestUnlockLetsAStuckLockExpireDeletingNothing(t *testing.T) {
+	h := newHarness(t)
+	// A holder that died: its lock was last refreshed long ago, only a little of its TTL is left.
+	v := `othertoken00000000000000{"holder":"dead-pod","version":"1.1.0","started":"2026-01-01T00:00:00Z","lock_ttl_ms":60000}`
+	if err := h.rdb.Set(context.Background(), h.keys.Lock, v, 1500*time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	before := h.expiredKeys(t)
+	u, _ := h.runner(nil)
+	res, err := u.Unlock(context.Background(), false)
+	if err != nil || !res.Expired || res.Removed || res.Holder == nil || res.Holder.Holder != "dead-pod" || h.exists(h.keys.Lock) {
 		t.Fatalf("unlock of a stuck lock = %+v, %v; lock exists %t", res, err, h.exists(h.keys.Lock))
+	}
+	if h.expiredKeys(t) != before+1 {
+		t.Error("unlock deleted a lock with an expiry instead of letting it expire")
+	}
+}
+
+// lateKeeper refreshes the lock key to ttl every interval, as a holder's keeper does, without listening
+// for a stop notice; first after the given delay. It stops at the end of the test.
+func lateKeeper(t *testing.T, h *harness, first, interval, ttl time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		for d := first; ; d = interval {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(d):
+			}
+			h.rdb.PExpire(ctx, h.keys.Lock, ttl)
+		}
+	}()
+}
+
+func TestUnlockRefusesAHolderWhoseRefreshIsLate(t *testing.T) {
+	h := newHarness(t)
+	ttl := 6 * time.Second
+	v := `othertoken00000000000000{"holder":"slow-pod","version":"1.1.0","started":"2026-01-01T00:00:00Z","lock_ttl_ms":6000}`
+	// The holder's refresh is late (a stalled connection): less than half its TTL is left, then it refreshes.
+	if err := h.rdb.Set(context.Background(), h.keys.Lock, v, ttl*2/5).Err(); err != nil {
+		t.Fatal(err)
+	}
+	lateKeeper(t, h, ttl/10, ttl/3, ttl)
+	u, _ := h.runner(nil)
+	res, err := u.Unlock(context.Background(), false)
+	if !errors.Is(err, ErrHolderAlive) || res.Removed || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("unlock of a holder with a late refresh = %+v, %v; want ErrHolderAlive pointing to --force", res, err)
+	}
+	if h.rdb.Get(context.Background(), h.keys.Lock).Val() != v {
+		t.Fatal("unlock removed the lock of a holder whose refresh was late")
+	}
+}
+
+func TestUnlockForceRefusesAHolderThatDoesNotAnswerTheStopNotice(t *testing.T) {
+	h := newHarness(t)
+	ttl := 2 * time.Second
+	v := `othertoken00000000000000{"holder":"deaf-pod","version":"1.1.0","started":"2026-01-01T00:00:00Z","lock_ttl_ms":2000}`
+	if err := h.rdb.Set(context.Background(), h.keys.Lock, v, ttl).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// A holder that keeps refreshing but never hears the stop notice (no PSUBSCRIBE permission).
+	lateKeeper(t, h, ttl/3, ttl/3, ttl)
+	u, _ := h.runner(nil)
+	res, err := u.Unlock(context.Background(), true)
+	if !errors.Is(err, ErrHolderAlive) || res.Removed || !strings.Contains(err.Error(), "stop notice") && strings.Contains(err.Error(), "stop request") {
+		t.Fatalf("unlock --force of a holder that does not answer = %+v, %v; want ErrHolderAlive naming the stop notice", res, err)
+	}
+	if h.rdb.Get(context.Background(), h.keys.Lock).Val() != v {
+		t.Fatal("unlock --force removed the lock of a live holder that did not answer")
+	}
+}
+
+func TestUnlockOfAStuckLockLeavesANewHoldersLock(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	stuck := `othertoken00000000000000{"holder":"dead-pod","version":"1.1.0","started":"2026-01-01T00:00:00Z","lock_ttl_ms":60000}`
+	if err := h.rdb.Set(ctx, h.keys.Lock, stuck, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Between unlock's read and its delete the stuck lock goes and a waiter takes the lock.
+	fresh := `newtoken0000000000000000{"holder":"new-pod","version":"1.2.0","started":"2026-01-01T00:00:00Z","lock_ttl_ms":60000}`
+	afterLockRead = func() { h.rdb.Set(ctx, h.keys.Lock, fresh, time.Minute) }
+	t.Cleanup(func() { afterLockRead = nil })
+	u, _ := h.runner(nil)
+	if _, err := u.Unlock(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if v := h.rdb.Get(ctx, h.keys.Lock).Val(); v != fresh {
+		t.Fatalf("unlock deleted the new holder's lock (lock now %q)", v)
 	}
 }
 
 func TestGlobEscapeMatchesOnlyTheChannel(t *testing.T) {
 	if got := globEscape(`{a*b?}[c]\d`); got != `{a\*b\?}\[c\]\\d` {
 		t.Errorf("globEscape = %q", got)
+	}
+}
+
+func TestUnlockForceStopsAHolderThatCannotHearTheNotice(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	// A holder whose user may not PSUBSCRIBE: the stop notice never reaches it, the stop key does.
+	if err := h.rdb.Do(ctx, "acl", "setuser", "deaf", "on", ">pw", "~*", "&*", "+@all", "-psubscribe").Err(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	r, logs := h.runner([]tasks.Spec{stubbornTask(t, dir, time.Minute)}, "REDIS_URL", "redis://deaf:pw@"+h.srv.Addr+"/0")
+	done := start(ctx, r)
+	waitStarted(t, dir)
+	u, _ := h.runner(nil)
+	res, err := u.Unlock(ctx, true)
+	if err != nil || !res.Stopped {
+		t.Fatalf("unlock --force of a holder that cannot hear the notice = %+v, %v; want it stopped\n%s", res, err, logs)
+	}
+	if out := wait(t, done); !errors.Is(out.err, lock.ErrLost) {
+		t.Fatalf("stopped holder: %v, want lock lost (exit 4)", out.err)
+	}
+	if h.exists(h.keys.Version) || len(h.history()) != 0 {
+		t.Error("a stopped holder recorded")
 	}
 }

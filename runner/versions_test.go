@@ -106,3 +106,26 @@ func TestRecordedVersionChangedWhileWaitingIsEvaluatedAgain(t *testing.T) {
 		t.Error("task ran")
 	}
 }
+
+// A SHA whose attempt failed before a newer one succeeded is just as old as one that succeeded: its
+// replica must not run and roll the record back.
+func TestAnOldShaThatOnlyFailedIsStillOld(t *testing.T) {
+	h := newHarness(t)
+	var bad, good counter
+	r, _ := h.runner([]tasks.Spec{bad.task("migrate", errors.New("boom"))}, "PEERDB_DEPLOYMENT_VERSION", "sha-old", "MAINTENANCE_FAILURE_COOLDOWN", "0s")
+	if _, err := r.Run(context.Background()); !errors.Is(err, ErrTaskFailed) {
+		t.Fatalf("sha-old with a failing task: %v, want a task failure", err)
+	}
+	r, _ = h.runner([]tasks.Spec{good.task("migrate", nil)}, "PEERDB_DEPLOYMENT_VERSION", "sha-new", "MAINTENANCE_FAILURE_COOLDOWN", "0s")
+	if res, err := r.Run(context.Background()); err != nil || res.Outcome != "recorded" {
+		t.Fatalf("sha-new: %+v, %v", res, err)
+	}
+	r, _ = h.runner([]tasks.Spec{good.task("migrate", nil)}, "PEERDB_DEPLOYMENT_VERSION", "sha-old", "MAINTENANCE_FAILURE_COOLDOWN", "0s")
+	res, err := r.Run(context.Background())
+	if err != nil || res.Outcome != "downgrade-skipped" {
+		t.Errorf("old replica sha-old after sha-new: %+v, %v; want downgrade-skipped", res, err)
+	}
+	if got := h.get(h.keys.Version); got != "sha-new" || good.get("migrate") != 1 {
+		t.Errorf("recorded %q (want sha-new), tasks ran %d times (want 1)", got, good.get("migrate"))
+	}
+}

@@ -25,9 +25,14 @@ func stubbornTask(t *testing.T, dir string, grace time.Duration) tasks.Spec {
 	return specs[0]
 }
 
-func waitStarted(t *testing.T, dir string) {
+// waitStarted waits until the task wrote dir/started (or the file named).
+func waitStarted(t *testing.T, dir string, file ...string) {
 	t.Helper()
-	redistest.Eventually(t, 20*time.Second, func() bool { _, err := os.Stat(filepath.Join(dir, "started")); return err == nil }, "the task did not start")
+	name := "started"
+	if len(file) > 0 {
+		name = file[0]
+	}
+	redistest.Eventually(t, 20*time.Second, func() bool { _, err := os.Stat(filepath.Join(dir, name)); return err == nil }, "the task did not start")
 }
 
 func TestLockIsKeptWhileAnInterruptedTaskWindsDownAndReleasedAfter(t *testing.T) {

@@ -67,11 +67,13 @@ func decodeExec(node *yaml.Node, _ LoadContext) (Task, error) {
 func (e *Exec) Run(ctx context.Context, env Env) error {
 	// A gate killed with SIGKILL takes its command's whole tree along (outside a container nothing else
 	// would), so that the next holder never runs the same task beside an orphan: see supervise.go.
-	cmd, lifeline, err := supervisedCommand(e.Command)
+	cmd, lifeline, report, err := supervisedCommand(e.Command)
 	if err != nil {
 		return fmt.Errorf("start %s: %w", e.Command[0], err)
 	}
 	defer lifeline.Close()
+	defer report.Close()
+	mark := newTreeMark()
 	cmd.Dir = e.Dir
 	cmd.Env = os.Environ()
 	for k, v := range e.Env {
@@ -81,6 +83,7 @@ func (e *Exec) Run(ctx context.Context, env Env) error {
 		"MAINTENANCE_FROM_VERSION="+env.FromVersion,
 		"MAINTENANCE_TO_VERSION="+env.ToVersion,
 		"MAINTENANCE_FENCING_TOKEN="+strconv.FormatInt(env.FencingToken, 10),
+		mark,
 	)
 	// Our own pipes rather than io.Writers: cmd.Wait then returns when the command exits, not when
 	// every process that inherited its output (a background child) has closed it.
@@ -89,17 +92,24 @@ func (e *Exec) Run(ctx context.Context, env Env) error {
 		return fmt.Errorf("start %s: %w", e.Command[0], err)
 	}
 	err = cmd.Start()
-	_ = cmd.ExtraFiles[0].Close() // the lifeline's read end is the supervisor's now
+	// The lifeline's read end and the report's write end are the supervisor's now.
+	_, _ = cmd.ExtraFiles[0].Close(), cmd.ExtraFiles[1].Close()
 	if err != nil {
 		out.abort()
 		return fmt.Errorf("start %s: %w", e.Command[0], err)
 	}
 	out.started()
+	reported := make(chan bool, 1)
+	go func() {
+		b, _ := io.ReadAll(report)
+		reported <- len(b) > 0
+	}()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	pgid := -cmd.Process.Pid
 	// killTree has the supervisor SIGKILL the command's whole tree and reap it, then exit; the
-	// supervisor's own group is SIGKILLed only if it does not exit in time.
+	// supervisor's own group is SIGKILLed only if it does not exit in time (the gate then kills the
+	// rest of the tree itself: see end).
 	killTree := func() {
 		_ = lifeline.Close()
 		select {
@@ -112,11 +122,13 @@ func (e *Exec) Run(ctx context.Context, env Env) error {
 
 	select {
 	case err := <-done:
-		// The supervisor killed whatever the command left running before it exited.
-		out.drain()
-		if err != nil {
-			return fmt.Errorf("%s: %w", e.Command[0], err)
+		// The supervisor killed whatever the command left running before it exited, unless it was
+		// killed itself.
+		if err = e.end(err, reported, mark); err != nil {
+			out.drain()
+			return err
 		}
+		out.drain()
 		return nil
 	case <-ctx.Done():
 	}
@@ -143,8 +155,37 @@ func (e *Exec) Run(ctx context.Context, env Env) error {
 			killTree()
 		}
 	}
+	if err := e.end(nil, reported, mark); errors.Is(err, ErrTreeNotGone) {
+		out.drain()
+		return err
+	}
 	out.drain()
 	return fmt.Errorf("%s stopped: %w", e.Command[0], context.Cause(ctx))
+}
+
+// end runs once the supervisor has exited with werr: when it did not report (it was killed before it
+// could kill the tree), the gate kills and reaps the rest of the tree itself, so that Run never returns
+// while a process of the task runs; if that cannot be confirmed, ErrTreeNotGone. A supervisor killed by
+// a signal the gate did not send is ErrSupervisorKilled, not the command's failure.
+func (e *Exec) end(werr error, reported <-chan bool, mark string) error {
+	ok := false
+	select {
+	case ok = <-reported:
+	case <-time.After(drainWait):
+	}
+	if ok {
+		if werr != nil {
+			return fmt.Errorf("%s: %w", e.Command[0], werr)
+		}
+		return nil
+	}
+	if err := sweepTree(mark, drainWait); err != nil {
+		return fmt.Errorf("%s: the supervisor exited (%v) without confirming its tree gone: %w", e.Command[0], werr, err)
+	}
+	if werr == nil {
+		werr = errors.New("exited without a report")
+	}
+	return fmt.Errorf("%w (%v): the task's process tree was killed; the task did not fail on its own: %s", ErrSupervisorKilled, werr, e.Command[0])
 }
 
 // drainWait bounds the wait for the output of processes that left the command's process group

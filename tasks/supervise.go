@@ -29,6 +29,11 @@ const supervisorName = "peerdb-maintenance-supervisor"
 // lifelineFD is the supervisor's file descriptor of the lifeline (the first of exec.Cmd.ExtraFiles).
 const lifelineFD = 3
 
+// reportFD is the supervisor's end of the report pipe (the second of exec.Cmd.ExtraFiles): it writes
+// one line there just before it exits, once the tree is gone. A supervisor that exits without that line
+// was killed by someone else, and the gate kills the tree itself (see sweepTree).
+const reportFD = 4
+
 func init() {
 	if len(os.Args) > 1 && os.Args[0] == supervisorName {
 		os.Exit(supervise(os.Args[1:]))
@@ -36,31 +41,36 @@ func init() {
 }
 
 // supervisedCommand returns the command that runs argv under a supervisor (in a process group of its
-// own, the command in another), and the write end of its lifeline: closing it (or the gate's death)
-// kills the command's whole tree.
-func supervisedCommand(argv []string) (*exec.Cmd, *os.File, error) {
+// own, the command in another), the write end of its lifeline: closing it (or the gate's death)
+// kills the command's whole tree, and the read end of its report pipe.
+func supervisedCommand(argv []string) (*exec.Cmd, *os.File, *os.File, error) {
 	self, err := os.Executable()
 	if err != nil {
 		// No /proc (a bare root): the path the gate was started by.
 		self, err = exec.LookPath(os.Args[0])
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("find the gate's own binary to supervise the command: %w", err)
+		return nil, nil, nil, fmt.Errorf("find the gate's own binary to supervise the command: %w", err)
 	}
 	name := argv[0]
 	if !strings.Contains(name, "/") {
 		// Looked up here, as exec.Command would, so that a missing program is a clear error.
 		if name, err = exec.LookPath(name); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	cmd := &exec.Cmd{Path: self, Args: append([]string{supervisorName, name}, argv[1:]...), ExtraFiles: []*os.File{r}}
+	rr, rw, err := os.Pipe()
+	if err != nil {
+		_, _ = r.Close(), w.Close()
+		return nil, nil, nil, err
+	}
+	cmd := &exec.Cmd{Path: self, Args: append([]string{supervisorName, name}, argv[1:]...), ExtraFiles: []*os.File{r, rw}}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	return cmd, w, nil
+	return cmd, w, rr, nil
 }
 
 // supervise runs argv in a process group of its own and exits as it does. It passes SIGTERM, SIGINT and
@@ -68,7 +78,24 @@ func supervisedCommand(argv []string) (*exec.Cmd, *os.File, error) {
 // left of the tree and reaps it all before exiting, so that the gate sees the supervisor exit only once
 // every descendant is gone.
 func supervise(argv []string) int {
+	code := superviseTree(argv)
+	// Only now is the tree gone: a supervisor killed before this line leaves the gate to kill it.
+	_, _ = os.NewFile(reportFD, "report").WriteString("exited\n")
+	if code < 0 {
+		// Die of the command's signal, so that the gate reports it as the command's.
+		sig := syscall.Signal(-code)
+		signal.Reset(sig)
+		_ = syscall.Kill(os.Getpid(), sig)
+		return 128 + int(sig)
+	}
+	return code
+}
+
+// superviseTree runs argv and kills what is left of its tree; it returns the command's exit code, or
+// minus the signal that killed it.
+func superviseTree(argv []string) int {
 	syscall.CloseOnExec(lifelineFD)
+	syscall.CloseOnExec(reportFD)
 	setSubreaper()
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -94,10 +121,7 @@ func supervise(argv []string) int {
 		case ws := <-exited:
 			killTree(cmdPid, allGone)
 			if ws.Signaled() {
-				// Die of the same signal, so that the gate reports it as the command's.
-				signal.Reset(ws.Signal())
-				_ = syscall.Kill(os.Getpid(), ws.Signal())
-				return 128 + int(ws.Signal())
+				return -int(ws.Signal())
 			}
 			return ws.ExitStatus()
 		case <-lifeline:
@@ -143,28 +167,17 @@ func killTree(cmdPid int, allGone <-chan struct{}) {
 
 // descendants lists the live descendants of root, read from /proc.
 func descendants(root int) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	children := map[int][]int{}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if ppid, zombie := parentOf(pid); ppid > 0 && !zombie {
-			children[ppid] = append(children[ppid], pid)
-		}
-	}
+	t := procTable()
 	var out []int
 	queue := []int{root}
 	for len(queue) > 0 {
 		p := queue[0]
 		queue = queue[1:]
-		for _, c := range children[p] {
+		for _, c := range t.children[p] {
 			queue = append(queue, c)
-			out = append(out, c)
+			if !t.zombie[c] {
+				out = append(out, c)
+			}
 		}
 	}
 	return out

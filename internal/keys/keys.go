@@ -12,6 +12,9 @@ type Keys struct {
 	Progress string
 	History  string
 	Events   string
+	// Stop is unlock --force's stop request: the lock value of the holder asked to stop, which the holder
+	// reads every keeper interval (a pub/sub notice can be missed) and answers with "stopping:" + value.
+	Stop string
 }
 
 // For returns the keys of the gate called name under prefix.
@@ -25,5 +28,6 @@ func For(prefix, name string) Keys {
 		Progress: tag + ":progress",
 		History:  tag + ":history",
 		Events:   tag + ":events",
+		Stop:     tag + ":stop",
 	}
 }

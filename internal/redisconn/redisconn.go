@@ -368,11 +368,13 @@ type Refusal int
 const (
 	// Transient: anything else (a timeout, a broken connection, a Redis loading its data); may be retried.
 	Transient Refusal = iota
-	// Unwritable: a Redis that refuses writes, read-only (READONLY: a replica) or full (OOM under
-	// noeviction, MISCONF after a failed save).
+	// Unwritable: a Redis that refuses writes, read-only (READONLY: a replica), full (OOM under
+	// noeviction, MISCONF after a failed save), or a master without the replicas its
+	// min-replicas-to-write asks for (NOREPLICAS).
 	Unwritable
 	// Refused: a command refused whatever the state of Redis: a key of the wrong type (WRONGTYPE), an
-	// unknown, renamed or disabled command, a permission missing (NOPERM).
+	// unknown, renamed or disabled command, a permission missing (NOPERM), a Redis Cluster node
+	// redirecting a client that is not in cluster mode (MOVED, ASK: see IsRedirect).
 	Refused
 )
 
@@ -384,10 +386,13 @@ func Classify(err error) Refusal {
 		return Transient
 	}
 	msg := rerr.Error()
-	for _, p := range []string{"READONLY", "OOM", "MISCONF"} {
+	for _, p := range []string{"READONLY", "OOM", "MISCONF", "NOREPLICAS"} {
 		if strings.HasPrefix(msg, p+" ") {
 			return Unwritable
 		}
+	}
+	if IsRedirect(err) {
+		return Refused
 	}
 	for _, p := range []string{"WRONGTYPE ", "NOPERM ", "ERR unknown command", "ERR unknown subcommand", "ERR Unknown command"} {
 		if strings.HasPrefix(msg, p) {
@@ -395,6 +400,16 @@ func Classify(err error) Refusal {
 		}
 	}
 	return Transient
+}
+
+// IsRedirect reports whether err is a Redis Cluster node's redirection (MOVED or ASK): a client that is
+// not in cluster mode would be redirected again on every try.
+func IsRedirect(err error) bool {
+	var rerr redis.Error
+	if err == nil || !errors.As(err, &rerr) {
+		return false
+	}
+	return strings.HasPrefix(rerr.Error(), "MOVED ") || strings.HasPrefix(rerr.Error(), "ASK ")
 }
 
 // IsCertificateError reports whether err is our side refusing the server's TLS certificate: signed by

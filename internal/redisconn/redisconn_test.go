@@ -315,3 +315,21 @@ func TestAPipelineUsesTheCommandConnection(t *testing.T) {
 		t.Errorf("want 2 connections (this test's and the gate client's one), INFO clients says:\n%s", info)
 	}
 }
+
+// The errors as a real server returns them through go-redis: a cluster node's redirection (raised by a
+// script here, since a standalone server never redirects) and a master short of replicas.
+func TestClassifyRealServerReplies(t *testing.T) {
+	srv := redistest.Start(t, "--min-replicas-to-write", "1")
+	c := srv.Client()
+	ctx := context.Background()
+	for _, reply := range []string{"MOVED 3999 127.0.0.1:7001", "ASK 3999 127.0.0.1:7001"} {
+		err := c.Eval(ctx, "return redis.error_reply(ARGV[1])", nil, reply).Err()
+		if redisconn.Classify(err) != redisconn.Refused || !redisconn.IsRedirect(err) {
+			t.Errorf("Classify(%v) = %d, want Refused, a redirect", err, redisconn.Classify(err))
+		}
+	}
+	err := c.Set(ctx, "k", "v", 0).Err()
+	if redisconn.Classify(err) != redisconn.Unwritable || !strings.Contains(fmt.Sprint(err), "NOREPLICAS") {
+		t.Errorf("Classify(%v) = %d, want Unwritable (NOREPLICAS)", err, redisconn.Classify(err))
+	}
+}

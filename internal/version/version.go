@@ -38,20 +38,29 @@ func Equal(a, b string) bool {
 	return a == b
 }
 
-// OlderByHistory reports whether current is an old replica's version by the history of succeeded
-// attempts (succeeded lists their versions, newest first): current succeeded before recorded did. It
-// orders versions that are not semantic versions (git SHAs, chart build ids), so that an old replica
-// alternating with a new one never moves the record back.
-func OlderByHistory(current, recorded string, succeeded []string) bool {
+// Attempt is one history entry as OlderByHistory reads it: the version attempted and whether it succeeded.
+type Attempt struct {
+	Version   string
+	Succeeded bool
+}
+
+// OlderByHistory reports whether current is an old replica's version by the gate's history (newest
+// first): current was attempted, successfully or not, before recorded last succeeded. It orders versions
+// that are not semantic versions (git SHAs, chart build ids), so that an old replica alternating with a
+// new one never moves the record back; a failed attempt counts too, since a version that failed before
+// a newer one succeeded is just as old. A version rolled back from (with MAINTENANCE_DOWNGRADE=run) is
+// old by this rule until it is deployed again with MAINTENANCE_DOWNGRADE=run: its replicas during the
+// rollback look the same as a later roll forward.
+func OlderByHistory(current, recorded string, history []Attempt) bool {
 	if Equal(current, recorded) {
 		return false
 	}
 	seenRecorded := false
-	for _, v := range succeeded {
+	for _, a := range history {
 		switch {
-		case Equal(v, recorded):
-			seenRecorded = true
-		case Equal(v, current):
+		case Equal(a.Version, recorded):
+			seenRecorded = seenRecorded || a.Succeeded
+		case Equal(a.Version, current):
 			return seenRecorded
 		}
 	}

@@ -97,25 +97,34 @@ func TestEqualIgnoresTheLeadingVAndBuildMetadata(t *testing.T) {
 	}
 }
 
+// ok and failed make history entries (newest first in a list).
+func ok(v string) version.Attempt     { return version.Attempt{Version: v, Succeeded: true} }
+func failed(v string) version.Attempt { return version.Attempt{Version: v} }
+
 func TestOlderByHistoryFindsAnOldReplicasVersion(t *testing.T) {
 	cases := []struct {
 		name              string
 		current, recorded string
-		succeeded         []string // newest first
+		history           []version.Attempt // newest first
 		want              bool
 	}{
-		{"an old SHA that succeeded before the recorded one", "sha-old", "sha-new", []string{"sha-new", "sha-old"}, true},
-		{"a new SHA never seen", "sha-next", "sha-new", []string{"sha-new", "sha-old"}, false},
-		{"a SHA that succeeded after the recorded one (rolled back by hand)", "sha-new", "sha-old", []string{"sha-new", "sha-old"}, false},
-		{"a SHA again after a newer one ran and then it ran again", "sha-old", "sha-new", []string{"sha-new", "sha-old", "sha-new", "sha-old"}, true},
-		{"the recorded version itself", "sha-new", "sha-new", []string{"sha-new"}, false},
+		{"an old SHA that succeeded before the recorded one", "sha-old", "sha-new", []version.Attempt{ok("sha-new"), ok("sha-old")}, true},
+		{"an old SHA that failed before the recorded one succeeded", "sha-old", "sha-new", []version.Attempt{ok("sha-new"), failed("sha-old")}, true},
+		{"an old SHA that failed, a newer that failed, then succeeded", "sha-old", "sha-new", []version.Attempt{ok("sha-new"), failed("sha-new"), failed("sha-old")}, true},
+		{"a SHA that failed after the recorded one succeeded (a new one)", "sha-next", "sha-new", []version.Attempt{failed("sha-next"), ok("sha-new"), ok("sha-old")}, false},
+		{"a SHA attempted before the recorded one only failed", "sha-old", "sha-new", []version.Attempt{failed("sha-new"), ok("sha-old")}, false},
+		{"a new SHA never seen", "sha-next", "sha-new", []version.Attempt{ok("sha-new"), ok("sha-old")}, false},
+		{"a SHA that succeeded after the recorded one (rolled back by hand)", "sha-new", "sha-old", []version.Attempt{ok("sha-new"), ok("sha-old")}, false},
+		{"a SHA again after a newer one ran and then it ran again", "sha-old", "sha-new", []version.Attempt{ok("sha-new"), ok("sha-old"), ok("sha-new"), ok("sha-old")}, true},
+		{"the version rolled back from (MAINTENANCE_DOWNGRADE=run needed again)", "sha2", "sha1", []version.Attempt{ok("sha1"), ok("sha2"), ok("sha1")}, true},
+		{"the recorded version itself", "sha-new", "sha-new", []version.Attempt{ok("sha-new")}, false},
 		{"no history", "sha-old", "sha-new", nil, false},
-		{"build metadata does not make another version", "1.0.0+b.2", "sha-new", []string{"sha-new", "1.0.0+b.1"}, true},
+		{"build metadata does not make another version", "1.0.0+b.2", "sha-new", []version.Attempt{ok("sha-new"), ok("1.0.0+b.1")}, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := version.OlderByHistory(c.current, c.recorded, c.succeeded); got != c.want {
-				t.Errorf("OlderByHistory(%q, %q, %q) = %t, want %t", c.current, c.recorded, c.succeeded, got, c.want)
+			if got := version.OlderByHistory(c.current, c.recorded, c.history); got != c.want {
+				t.Errorf("OlderByHistory(%q, %q, %v) = %t, want %t", c.current, c.recorded, c.history, got, c.want)
 			}
 		})
 	}
