@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/runner"
 )
@@ -31,7 +30,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	cfg.DryRun = cfg.DryRun || *dryRun
 	r := runner.New(cfg, runner.Options{Specs: specs, Logger: log, Getenv: getenv, Out: stdout,
-		Pause: crashPointHook(getenv("MAINTENANCE_TEST_PAUSE_AT"), getenv("MAINTENANCE_TEST_PAUSE_FILE"))})
+		Pause: crashPointHook(getenv)})
 	defer r.Close()
 	if _, err := r.Run(ctx); err != nil {
 		return fail(log, "maintenance gate failed", err)
@@ -52,22 +51,4 @@ func checkCommand(args, rest []string) error {
 		return &usageError{msg: "the command after -- is empty"}
 	}
 	return nil
-}
-
-// crashPointHook returns, for fault tests, a hook that stops the holder at one crash point: it creates
-// file and blocks until the run is cancelled, so that the test can SIGKILL the process exactly there.
-// Both variables are for tests only; unset, there is no hook.
-func crashPointHook(at, file string) func(context.Context, string) {
-	if at == "" || file == "" {
-		return nil
-	}
-	return func(ctx context.Context, point string) {
-		if point != at {
-			return
-		}
-		if f, err := os.Create(file); err == nil {
-			f.Close()
-		}
-		<-ctx.Done()
-	}
 }

@@ -64,6 +64,7 @@ type binaries struct {
 	gate       string // stripped, as make build
 	unstripped string // the same without -s -w, for go tool nm
 	floor      string
+	faults     string // built with -tags crashpoints, for the takeover (its holder pauses at a crash point)
 }
 
 func run(o options, args []string) error {
@@ -85,9 +86,10 @@ func run(o options, args []string) error {
 	rep.machine = machineInfo(root)
 	progress("building the gate and the floor program")
 	b := &binaries{gate: filepath.Join(tmp, "peerdb-maintenance"), unstripped: filepath.Join(tmp, "peerdb-maintenance-unstripped"),
-		floor: filepath.Join(tmp, "floor")}
-	for _, bld := range []struct{ out, ldflags, pkg string }{{b.gate, "-s -w", "."}, {b.unstripped, "", "."}, {b.floor, "-s -w", "./bench/floor"}} {
-		if err := build(ctx, root, bld.out, bld.ldflags, bld.pkg); err != nil {
+		floor: filepath.Join(tmp, "floor"), faults: filepath.Join(tmp, "peerdb-maintenance-crashpoints")}
+	for _, bld := range []struct{ out, ldflags, pkg, tags string }{{b.gate, "-s -w", ".", ""}, {b.unstripped, "", ".", ""},
+		{b.floor, "-s -w", "./bench/floor", ""}, {b.faults, "-s -w", ".", "crashpoints"}} {
+		if err := build(ctx, root, bld.out, bld.ldflags, bld.pkg, "-tags="+bld.tags); err != nil {
 			return err
 		}
 	}

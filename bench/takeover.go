@@ -73,7 +73,7 @@ func takeoverOnce(ctx context.Context, b *binaries, srv *redisServer, pauseFile 
 		return nil, err
 	}
 	env := []string{"PEERDB_DEPLOYMENT_VERSION=2.0.0", "REDIS_URL=" + srv.url(), "MAINTENANCE_LOCK_TTL=" + ttl.String()}
-	holder, err := startProc(b.gate, append(env, "MAINTENANCE_HOLDER=holder-a",
+	holder, err := startProc(b.faults, append(env, "MAINTENANCE_HOLDER=holder-a",
 		"MAINTENANCE_TEST_PAUSE_AT=before-tasks", "MAINTENANCE_TEST_PAUSE_FILE="+pauseFile), "--", "true")
 	if err != nil {
 		return nil, err

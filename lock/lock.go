@@ -65,7 +65,7 @@ func (l *Locker) Obtain(ctx context.Context, h Holder) (*Lock, error) {
 	case err != nil:
 		return nil, fmt.Errorf("lock: obtain: %w", err)
 	}
-	return &Lock{locker: l, lk: lk, Holder: h, obtained: start}, nil
+	return &Lock{locker: l, lk: lk, Holder: h, obtained: start, lostCh: make(chan struct{})}, nil
 }
 
 // Read returns the current holder and the lock's remaining TTL; nil when nobody holds it.
@@ -119,6 +119,19 @@ type Lock struct {
 	obtained time.Time
 	// lost is set when the keeper cancels the run because the lock is no longer ours.
 	lost atomic.Bool
+	// lostCh is closed at the same moment (see Lost).
+	lostCh   chan struct{}
+	lostOnce sync.Once
+}
+
+// Lost returns a channel closed when the keeper finds the lock lost, or no longer surely held: a
+// task's process tree must then be killed at once, not given a grace period (invariant 1).
+func (lk *Lock) Lost() <-chan struct{} { return lk.lostCh }
+
+// markLost records that the lock is no longer ours and says so to Lost's readers.
+func (lk *Lock) markLost() {
+	lk.lost.Store(true)
+	lk.lostOnce.Do(func() { close(lk.lostCh) })
 }
 
 // Value returns the full lock value. Fenced scripts compare it with the key's value to check that
@@ -165,22 +178,31 @@ func (lk *Lock) Release(ctx context.Context) error {
 	return fmt.Errorf("lock: release: %w", err)
 }
 
-// Keep starts the keeper: it refreshes the lock every TTL/3 until stop is called. When a refresh
-// finds the lock gone or taken by another holder, or no refresh has succeeded for most of a TTL, the
-// returned context is cancelled with a cause wrapping ErrLost. Failed refreshes cancel the run before
-// the lock can expire, not after: a holder never runs on past its TTL. The TTL is counted from Obtain
-// (or the last refresh that worked), not from the call to Keep. stop may be called more than once.
+// Keep starts the keeper: it refreshes the lock every TTL/3 until stop is called, also after ctx is
+// cancelled: a holder interrupted by a signal keeps its lock while its tasks wind down, and releases
+// it only after they are gone (invariant 1). The returned context is cancelled with ctx's cause when
+// ctx is, and with a cause wrapping ErrLost (Lost is closed too) when a refresh finds the lock gone or
+// taken by another holder, or when no refresh has succeeded for most of a TTL. Failed refreshes cancel
+// the run before the lock can expire, not after: a holder never runs on past its TTL. Before giving up,
+// the keeper makes a last attempt, so that a Redis that answers again in time keeps the lock. The TTL
+// is counted from Obtain (or the last refresh that worked), not from the call to Keep. stop may be
+// called more than once.
 func (lk *Lock) Keep(ctx context.Context, log *slog.Logger) (context.Context, func()) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	stopped := make(chan struct{})
+	runCtx, cancel := context.WithCancelCause(ctx)
+	// The keeper's own context ignores ctx: only stop or a lost lock end it.
+	kctx, kcancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
+	lost := func(cause error) {
+		lk.markLost()
+		cancel(cause)
+	}
 	ttl := lk.locker.ttl
 	interval := ttl / 3
-	// The keeper gives up this long before the lock could expire, so that the run is cancelled
-	// while the lock is still ours even when the cancellation itself takes a moment.
+	// No refresh starts later than giveUp, and none runs past end: the run is cancelled while the lock
+	// is still ours, even when the cancellation itself takes a moment.
 	margin := ttl / 6
 	go func() {
 		defer close(done)
@@ -192,20 +214,18 @@ func (lk *Lock) Keep(ctx context.Context, log *slog.Logger) (context.Context, fu
 		defer timer.Stop()
 		for {
 			select {
-			case <-stopped:
-				return
-			case <-ctx.Done():
+			case <-kctx.Done():
 				return
 			case <-timer.C:
 			}
-			giveUp := last.Add(ttl - margin)
+			giveUp, end := last.Add(ttl-margin), last.Add(ttl-margin/2)
 			start := time.Now()
-			if !start.Before(giveUp) {
-				lk.lost.Store(true)
-				cancel(fmt.Errorf("%w: no refresh succeeded within the lock's TTL (%s): %v", ErrLost, ttl, lastErr))
+			if !start.Before(end) {
+				lost(fmt.Errorf("%w: no refresh succeeded within the lock's TTL (%s): %v", ErrLost, ttl, lastErr))
 				return
 			}
-			rctx, rcancel := context.WithDeadline(ctx, earlier(start.Add(interval), giveUp))
+			final := !start.Before(giveUp)
+			rctx, rcancel := context.WithDeadline(kctx, earlier(start.Add(interval), end))
 			err := lk.lk.Refresh(rctx, ttl, nil)
 			rcancel()
 			switch {
@@ -213,23 +233,25 @@ func (lk *Lock) Keep(ctx context.Context, log *slog.Logger) (context.Context, fu
 				last, lastErr = start, nil
 				timer.Reset(time.Until(start.Add(interval)))
 			case errors.Is(err, redislock.ErrNotObtained):
-				lk.lost.Store(true)
-				cancel(fmt.Errorf("%w: the lock key no longer holds our value (expired, or taken by another holder)", ErrLost))
+				lost(fmt.Errorf("%w: the lock key no longer holds our value (expired, or taken by another holder)", ErrLost))
 				return
-			case ctx.Err() != nil:
+			case kctx.Err() != nil:
+				return
+			case final:
+				lost(fmt.Errorf("%w: no refresh succeeded within the lock's TTL (%s), the last attempt included: %v", ErrLost, ttl, err))
 				return
 			default:
 				lastErr = err
 				log.Warn("lock refresh failed", "err", err, "expires_in_ms", time.Until(last.Add(ttl)).Milliseconds())
-				// Try again sooner than usual, but give up in time: never later than giveUp.
+				// Try again sooner than usual; the last attempt starts at giveUp at the latest.
 				timer.Reset(time.Until(earlier(start.Add(interval/2), giveUp)))
 			}
 		}
 	}()
 	var once sync.Once
-	return ctx, func() {
+	return runCtx, func() {
 		once.Do(func() {
-			close(stopped)
+			kcancel()
 			<-done
 			cancel(nil)
 		})

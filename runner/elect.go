@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/version"
 	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
 )
 
@@ -83,13 +84,19 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 		if !r.cfg.Force {
 			v, err := r.rdb.Get(waitCtx, r.keys.Version).Result()
 			switch {
-			case err == nil && v == r.cfg.Version:
+			case err == nil && version.Equal(v, r.cfg.Version):
 				log.Info("another replica recorded the version, done", "waited_ms", time.Since(waitStart).Milliseconds())
 				return Result{Outcome: "waited", Previous: recorded}, nil
 			case err == nil && v != recorded:
+				// The recorded version changed while we wait: the downgrade guard and the constraints
+				// are evaluated again against it (invariant 3), not against the version read at start.
 				recorded = v
-				if res, done, err := r.guardDowngrade(log, recorded); done {
+				log = log.With("previous_version", recorded)
+				if res, done, err := r.guardDowngrade(waitCtx, log, recorded); done {
 					return res, err
+				}
+				if _, err := r.skips(recorded); err != nil {
+					return Result{}, err
 				}
 			case redisconn.IsAuthError(err):
 				return Result{}, fmt.Errorf("%w: %v", ErrAuth, err)
@@ -133,7 +140,7 @@ func (r *Runner) onNotice(log *slog.Logger, m *redis.Message, waitStart time.Tim
 		return Result{}, false, nil
 	}
 	var n Notice
-	if err := json.Unmarshal([]byte(m.Payload), &n); err != nil || n.Version != r.cfg.Version {
+	if err := json.Unmarshal([]byte(m.Payload), &n); err != nil || !version.Equal(n.Version, r.cfg.Version) {
 		return Result{}, false, nil
 	}
 	switch {

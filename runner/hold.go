@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/version"
 	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
 )
@@ -29,19 +30,22 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return Result{}, redisErr(ctx, "double-check version", err)
 	}
-	if v == target && !r.cfg.Force {
+	if version.Equal(v, target) && !r.cfg.Force {
 		log.Info("version recorded by another replica meanwhile, releasing the lock")
 		return Result{Outcome: "waited", Previous: recorded}, nil
 	}
 	if v != recorded {
 		recorded = v
 		log = log.With("previous_version", recorded)
-		if res, done, err := r.guardDowngrade(log, recorded); done {
+		if res, done, err := r.guardDowngrade(ctx, log, recorded); done {
 			return res, err
 		}
-		if err := r.checkWhen(recorded); err != nil {
-			return Result{}, err
-		}
+	}
+	// The constraints are evaluated here, under the lock, against the version just read: the only
+	// evaluation the tasks follow (invariant 3).
+	skips, err := r.skips(recorded)
+	if err != nil {
+		return Result{}, err
 	}
 	if err := r.checkCooldown(ctx, log); err != nil {
 		return Result{}, err
@@ -63,7 +67,7 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 	entry := Entry{Version: target, Previous: recorded, Holder: r.cfg.Holder, Pod: r.cfg.Pod, FencingToken: token, Started: lk.Holder.Started}
 	env := tasks.Env{FromVersion: recorded, ToVersion: target, FencingToken: token, Getenv: r.getenv, Redis: r.rdb, GateTag: r.keys.Tag}
 	for i, s := range r.specs {
-		if err := r.runTask(runCtx, log, lk, env, i, s, done, recorded); err != nil {
+		if err := r.runTask(runCtx, log, lk, env, i, s, done, skips[s.Name]); err != nil {
 			var se *stateError
 			if runCtx.Err() != nil || errors.As(err, &se) {
 				// Stopped (lock lost, signal) or unable to write progress: not the task's fault.
@@ -72,7 +76,7 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 				return Result{}, err
 			}
 			entry.Finished, entry.Outcome, entry.Task, entry.Error = time.Now().UTC(), OutcomeFailed, s.Name, err.Error()
-			if ok, rerr := record(runCtx, r.rdb, r.keys, lk, entry); rerr != nil || !ok {
+			if ok, rerr := record(runCtx, r.wdb, r.keys, lk, entry); rerr != nil || !ok {
 				log.Warn("could not write the failure to history", "err", rerr, "lock_held", ok)
 			}
 			log.Error("task failed, nothing recorded", "task", s.Name, "err", err)
@@ -81,7 +85,12 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 	}
 	r.crashPoint(runCtx, "before-record")
 	entry.Finished, entry.Outcome = time.Now().UTC(), OutcomeSucceeded
-	ok, err := record(runCtx, r.rdb, r.keys, lk, entry)
+	ok, err := record(runCtx, r.wdb, r.keys, lk, entry)
+	if err != nil {
+		// The outcome is unknown (a timeout, a broken connection, the run cancelled while waiting for the
+		// reply): the record may have run. Never retried blindly; what Redis holds is the answer.
+		ok, err = r.recordedUnder(ctx, log, token, err)
+	}
 	if err == nil && !ok {
 		err = fmt.Errorf("%w: the lock was no longer ours at the record", lock.ErrLost)
 	}
@@ -110,16 +119,17 @@ func (r *Runner) lostOr(runCtx context.Context, err error) error {
 	return fmt.Errorf("%w: %w", lock.ErrLost, err)
 }
 
-// runTask runs the i-th task unless progress says it is done or its constraint does not match.
-func (r *Runner) runTask(ctx context.Context, log *slog.Logger, lk *lock.Lock, env tasks.Env, i int, s tasks.Spec, done map[string]bool, recorded string) error {
+// runTask runs the i-th task unless progress says it is done or its constraints skip it (skip is the
+// reason, "" when they do not).
+func (r *Runner) runTask(ctx context.Context, log *slog.Logger, lk *lock.Lock, env tasks.Env, i int, s tasks.Spec, done map[string]bool, skip string) error {
 	step := fmt.Sprintf("%d/%d", i+1, len(r.specs))
 	tlog := log.With("task", s.Name, "step", step)
 	if done[s.Name] {
 		tlog.Info("task already done in an earlier attempt, skipping")
 		return nil
 	}
-	if ok, reason, _ := s.When.Match(recorded, r.cfg.Version); !ok {
-		tlog.Info("task skipped, constraint not met", "reason", reason)
+	if skip != "" {
+		tlog.Info("task skipped, constraint not met", "reason", skip)
 		return nil
 	}
 	cur, _ := json.Marshal(Current{Step: step, Task: s.Name, Started: time.Now().UTC(), Holder: r.cfg.Holder})
@@ -146,7 +156,7 @@ func (r *Runner) runTask(ctx context.Context, log *slog.Logger, lk *lock.Lock, e
 // progress writes progress fields, fenced; a lock that is no longer ours is ErrLost. Its errors are
 // stateErrors, so that a failed write is never taken for a failed task.
 func (r *Runner) progress(ctx context.Context, lk *lock.Lock, reset bool, kv ...string) error {
-	ok, err := writeProgress(ctx, r.rdb, r.keys, lk, reset, kv...)
+	ok, err := writeProgress(ctx, r.wdb, r.keys, lk, reset, kv...)
 	if err == nil && !ok {
 		err = fmt.Errorf("%w: the lock was no longer ours when writing progress", lock.ErrLost)
 	}
@@ -183,7 +193,7 @@ func (r *Runner) resume(ctx context.Context, lk *lock.Lock, token int64) (map[st
 		return nil, err
 	}
 	tok := strconv.FormatInt(token, 10)
-	if p == nil || p.Version != r.cfg.Version || r.cfg.Force {
+	if p == nil || !version.Equal(p.Version, r.cfg.Version) || r.cfg.Force {
 		return map[string]bool{}, r.progress(ctx, lk, true, "version", r.cfg.Version, "fencing_token", tok)
 	}
 	done := map[string]bool{}
@@ -204,7 +214,7 @@ func (r *Runner) checkCooldown(ctx context.Context, log *slog.Logger) error {
 		return redisErr(ctx, "read history", err)
 	}
 	for _, e := range entries {
-		if e.Version != r.cfg.Version {
+		if !version.Equal(e.Version, r.cfg.Version) {
 			continue
 		}
 		if e.Outcome == OutcomeFailed && time.Since(e.Finished) < r.cfg.FailureCooldown {

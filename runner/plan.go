@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/version"
 )
 
 // PlanStep is what a run would do with one task.
@@ -30,12 +32,16 @@ func (r *Runner) plan(ctx context.Context, recorded string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	resuming := progress != nil && progress.Version == r.cfg.Version && !r.cfg.Force
+	resuming := progress != nil && version.Equal(progress.Version, r.cfg.Version) && !r.cfg.Force
+	skips, err := r.skips(recorded)
+	if err != nil {
+		return Result{}, err
+	}
 	for _, s := range r.specs {
 		step := PlanStep{Task: s.Name, Kind: s.Kind, Action: "run"}
 		if resuming && progress.IsDone(s.Name) {
 			step.Action, step.Reason = "done", "finished by an earlier attempt for this version"
-		} else if ok, reason, _ := s.When.Match(recorded, r.cfg.Version); !ok {
+		} else if reason := skips[s.Name]; reason != "" {
 			step.Action, step.Reason = "skip", reason
 		}
 		p.Steps = append(p.Steps, step)

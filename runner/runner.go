@@ -24,8 +24,11 @@ import (
 
 // Runner runs one gate once.
 type Runner struct {
-	cfg    *config.Config
-	rdb    redis.UniversalClient
+	cfg *config.Config
+	rdb redis.UniversalClient
+	// wdb is the client of every write whose outcome matters (lock, fencing token, progress, record): it
+	// never retries on its own (invariant 2).
+	wdb    redis.UniversalClient
 	keys   keys.Keys
 	specs  []tasks.Spec
 	log    *slog.Logger
@@ -55,7 +58,7 @@ type Options struct {
 
 // New returns a Runner for a valid configuration. It opens no connection until used.
 func New(cfg *config.Config, opt Options) *Runner {
-	rdb := cfg.Redis.NewClient()
+	rdb, wdb := cfg.Redis.NewClient(), cfg.Redis.NewWriteClient()
 	k := keys.For(cfg.KeyPrefix, cfg.Name)
 	if opt.Getenv == nil {
 		opt.Getenv = os.Getenv
@@ -64,13 +67,13 @@ func New(cfg *config.Config, opt Options) *Runner {
 		opt.Out = io.Discard
 	}
 	return &Runner{
-		cfg: cfg, rdb: rdb, keys: k, specs: opt.Specs, log: opt.Logger, getenv: opt.Getenv, out: opt.Out, pause: opt.Pause,
-		locker: lock.New(rdb, k.Lock, k.Fence, cfg.LockTTL),
+		cfg: cfg, rdb: rdb, wdb: wdb, keys: k, specs: opt.Specs, log: opt.Logger, getenv: opt.Getenv, out: opt.Out, pause: opt.Pause,
+		locker: lock.New(wdb, k.Lock, k.Fence, cfg.LockTTL),
 	}
 }
 
-// Close closes the Redis connection.
-func (r *Runner) Close() error { return r.rdb.Close() }
+// Close closes the Redis connections.
+func (r *Runner) Close() error { return errors.Join(r.rdb.Close(), r.wdb.Close()) }
 
 // Keys returns the gate's keys.
 func (r *Runner) Keys() keys.Keys { return r.keys }
@@ -97,17 +100,17 @@ func (r *Runner) Run(ctx context.Context) (res Result, err error) {
 	if r.afterFirstRead != nil {
 		r.afterFirstRead()
 	}
-	if recorded == r.cfg.Version && !r.cfg.Force {
+	if version.Equal(recorded, r.cfg.Version) && !r.cfg.Force {
 		log.Info("version already recorded, nothing to do", "duration_ms", time.Since(start).Milliseconds())
 		return Result{Outcome: "up-to-date", Previous: recorded}, nil
 	}
 	if r.cfg.Force && r.cfg.InKubernetes {
 		log.Warn("MAINTENANCE_FORCE is set in a Kubernetes pod: every replica that starts will run the tasks again; use it for one-shot Jobs only")
 	}
-	if res, done, err := r.guardDowngrade(log, recorded); done {
+	if res, done, err := r.guardDowngrade(ctx, log, recorded); done {
 		return res, err
 	}
-	if err := r.checkWhen(recorded); err != nil {
+	if _, err := r.skips(recorded); err != nil {
 		return Result{}, err
 	}
 	if r.cfg.DryRun {
@@ -116,10 +119,14 @@ func (r *Runner) Run(ctx context.Context) (res Result, err error) {
 	return r.elect(ctx, log, start, recorded)
 }
 
-// guardDowngrade applies MAINTENANCE_DOWNGRADE when the recorded version is a newer semantic version.
+// guardDowngrade applies MAINTENANCE_DOWNGRADE when the recorded version is newer than ours (invariant 4).
 // done is true when the run ends here.
-func (r *Runner) guardDowngrade(log *slog.Logger, recorded string) (Result, bool, error) {
-	if !version.Older(r.cfg.Version, recorded) {
+func (r *Runner) guardDowngrade(ctx context.Context, log *slog.Logger, recorded string) (Result, bool, error) {
+	older, err := r.older(ctx, recorded)
+	if err != nil {
+		return Result{}, true, redisErr(ctx, "read history for the downgrade guard", err)
+	}
+	if !older {
 		return Result{}, false, nil
 	}
 	switch r.cfg.Downgrade {
@@ -135,19 +142,52 @@ func (r *Runner) guardDowngrade(log *slog.Logger, recorded string) (Result, bool
 	}
 }
 
-// checkWhen evaluates every task's constraints for this upgrade, so that a version a constraint cannot
-// compare is a configuration error before any lock is taken.
-func (r *Runner) checkWhen(recorded string) error {
+// older reports whether our version is older than the recorded one: by semver when both parse, else by
+// history (ours succeeded before the recorded one did: an old replica). Only the slow path reads history.
+func (r *Runner) older(ctx context.Context, recorded string) (bool, error) {
+	if recorded == "" || version.Equal(r.cfg.Version, recorded) {
+		return false, nil
+	}
+	_, ok1 := version.Parse(r.cfg.Version)
+	_, ok2 := version.Parse(recorded)
+	if ok1 && ok2 {
+		return version.Older(r.cfg.Version, recorded), nil
+	}
+	entries, err := r.History(ctx, historyMaxLen)
+	if err != nil {
+		return false, err
+	}
+	var succeeded []string
+	for _, e := range entries {
+		if e.Outcome == OutcomeSucceeded {
+			succeeded = append(succeeded, e.Version)
+		}
+	}
+	return version.OlderByHistory(r.cfg.Version, recorded, succeeded), nil
+}
+
+// skips evaluates every task's constraints for the upgrade from recorded (invariant 3) and returns the
+// reason of each task they skip. A constraint that cannot be evaluated (a version that is not semver) is
+// a configuration error, never a skip.
+func (r *Runner) skips(recorded string) (map[string]string, error) {
 	var errs []error
+	out := map[string]string{}
 	for _, s := range r.specs {
-		if _, _, err := s.When.Match(recorded, r.cfg.Version); err != nil {
+		ok, reason, err := s.When.Match(recorded, r.cfg.Version)
+		switch {
+		case err != nil:
 			errs = append(errs, fmt.Errorf("task %s: %w", s.Name, err))
+		case !ok:
+			if reason == "" {
+				reason = "constraint not met"
+			}
+			out[s.Name] = reason
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+		return nil, fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
 	}
-	return nil
+	return out, nil
 }
 
 // readVersion reads the recorded version, retrying with capped, jittered exponential backoff until

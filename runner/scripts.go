@@ -26,8 +26,11 @@ return 1
 `)
 
 // recordScript: KEYS = lock, version, history, progress. ARGV = lock value, version ("" for a failure:
-// nothing recorded), events channel, notice, history max length, then history field/value pairs.
-// On success it sets the version and clears progress; on failure it only drops the current task.
+// nothing recorded), events channel, notice, history max length, fencing token, then history
+// field/value pairs. On success it sets the version and clears progress; on failure it only drops the
+// current task. It returns 0 when the lock is not ours, 1 when it wrote, 2 when the newest history entry
+// already carries our fencing token: a record whose reply was lost is not written twice (no other holder
+// can have appended since, as every append is fenced by the lock we still hold).
 //
 // Redis does not undo a script's earlier writes when a later command fails. The history entry is
 // written first (it is the command most likely to fail, on a wrongly typed key), the version after
@@ -40,13 +43,19 @@ if redis.call("get", KEYS[1]) ~= ARGV[1] then return 0 end
 if redis.acl_check_cmd then
   local allowed = redis.acl_check_cmd("set", KEYS[2], "v") and redis.acl_check_cmd("del", KEYS[4])
     and redis.acl_check_cmd("hdel", KEYS[4], "current") and redis.acl_check_cmd("xadd", KEYS[3], "*", "f", "v")
-    and redis.acl_check_cmd("publish", ARGV[3], "m")
+    and redis.acl_check_cmd("publish", ARGV[3], "m") and redis.acl_check_cmd("xrevrange", KEYS[3], "+", "-")
   if not allowed then
     return redis.error_reply("NOPERM this user has no permissions to run every command of the record (SET, DEL, HDEL, XADD, PUBLISH on the gate's keys and channel): nothing recorded")
   end
 end
+local last = redis.call("xrevrange", KEYS[3], "+", "-", "COUNT", 1)[1]
+if last then
+  for i = 1, #last[2], 2 do
+    if last[2][i] == "fencing_token" and last[2][i+1] == ARGV[6] then return 2 end
+  end
+end
 local fields = {}
-for i = 6, #ARGV do fields[#fields+1] = ARGV[i] end
+for i = 7, #ARGV do fields[#fields+1] = ARGV[i] end
 redis.call("xadd", KEYS[3], "MAXLEN", "~", ARGV[5], "*", unpack(fields))
 if ARGV[2] ~= "" then
   redis.call("set", KEYS[2], ARGV[2])
@@ -110,8 +119,9 @@ func entryFromStream(m redis.XMessage) Entry {
 	return e
 }
 
-// record writes the outcome of an attempt, fenced. For a success it sets the version. It returns
-// false when the lock is no longer ours, in which case nothing was written.
+// record writes the outcome of an attempt, fenced and at most once per fencing token. For a success it
+// sets the version. It returns false when the lock is no longer ours, in which case nothing was written.
+// rdb must not retry on its own (invariant 2).
 func record(ctx context.Context, rdb redis.UniversalClient, k keys.Keys, lk *lock.Lock, e Entry) (bool, error) {
 	notice := Notice{Event: "recorded", Version: e.Version, Holder: e.Holder}
 	version := e.Version
@@ -120,12 +130,12 @@ func record(ctx context.Context, rdb redis.UniversalClient, k keys.Keys, lk *loc
 		version = ""
 	}
 	msg, _ := json.Marshal(notice)
-	args := append([]any{lk.Value(), version, k.Events, string(msg), historyMaxLen}, e.fields()...)
+	args := append([]any{lk.Value(), version, k.Events, string(msg), historyMaxLen, strconv.FormatInt(e.FencingToken, 10)}, e.fields()...)
 	n, err := recordScript.Run(ctx, rdb, []string{k.Lock, k.Version, k.History, k.Progress}, args...).Int()
 	if err != nil {
 		return false, fmt.Errorf("record %s of version %s: %w", e.Outcome, e.Version, err)
 	}
-	return n == 1, nil
+	return n >= 1, nil
 }
 
 // writeProgress adds fields to the progress hash (or replaces it when reset), fenced.

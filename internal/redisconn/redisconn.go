@@ -250,6 +250,28 @@ func (t *Target) NewClient() redis.UniversalClient {
 	}
 }
 
+// NewWriteClient returns a client for the target that never retries a command on its own. go-redis
+// retries a command whose reply timed out or whose connection broke, although the command may have
+// run: for a script that writes (the lock, the fencing token, progress, the record) that is a second
+// write nobody asked for. Writes go through this client, and the gate decides what to do when their
+// outcome is unknown.
+func (t *Target) NewWriteClient() redis.UniversalClient {
+	switch {
+	case t.failover != nil:
+		o := *t.failover
+		o.MaxRetries = -1
+		return redis.NewFailoverClient(&o)
+	case t.cluster != nil:
+		o := *t.cluster
+		o.MaxRetries = -1
+		return redis.NewClusterClient(&o)
+	default:
+		o := *t.standalone
+		o.MaxRetries = -1
+		return redis.NewClient(&o)
+	}
+}
+
 // Redact returns the URL with every password (user info and password query parameters) replaced.
 func Redact(raw string) string {
 	u, err := url.Parse(raw)

@@ -19,6 +19,8 @@ type Proxy struct {
 	mu      sync.Mutex
 	flowing chan struct{} // closed while forwarding; replaced by an open one during a stall
 	stalled bool
+	replies chan struct{} // the same for replies only (StallReplies)
+	held    bool
 	conns   map[net.Conn]struct{}
 	closed  chan struct{}
 	wg      sync.WaitGroup
@@ -32,9 +34,10 @@ func StartProxy(t testing.TB, target string) *Proxy {
 	if err != nil {
 		t.Fatalf("proxy: listen: %v", err)
 	}
-	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, flowing: make(chan struct{}),
+	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, flowing: make(chan struct{}), replies: make(chan struct{}),
 		conns: map[net.Conn]struct{}{}, closed: make(chan struct{})}
 	close(p.flowing)
+	close(p.replies)
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.Close)
@@ -54,6 +57,17 @@ func (p *Proxy) Stall() {
 	}
 }
 
+// StallReplies holds the server's replies while commands still reach it: a slow reply, whose command
+// has run although the client cannot know it.
+func (p *Proxy) StallReplies() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.held {
+		p.held = true
+		p.replies = make(chan struct{})
+	}
+}
+
 // Resume forwards again, delivering what was held during the stall first.
 func (p *Proxy) Resume() {
 	p.mu.Lock()
@@ -61,6 +75,10 @@ func (p *Proxy) Resume() {
 	if p.stalled {
 		p.stalled = false
 		close(p.flowing)
+	}
+	if p.held {
+		p.held = false
+		close(p.replies)
 	}
 }
 
@@ -98,8 +116,8 @@ func (p *Proxy) accept() {
 			return
 		}
 		p.wg.Add(2)
-		go p.pipe(server, client)
-		go p.pipe(client, server)
+		go p.pipe(server, client, false)
+		go p.pipe(client, server, true)
 	}
 }
 
@@ -123,7 +141,7 @@ func (p *Proxy) track(conns ...net.Conn) bool {
 
 // pipe copies from src to dst, holding each chunk while the proxy is stalled. When src ends, dst is
 // closed too (after the stall, so that a peer's close is not seen through a stalled network either).
-func (p *Proxy) pipe(dst, src net.Conn) {
+func (p *Proxy) pipe(dst, src net.Conn, replies bool) {
 	defer p.wg.Done()
 	defer func() {
 		_ = dst.Close()
@@ -136,7 +154,7 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if !p.waitFlowing() {
+		if !p.waitFlowing(replies) {
 			return
 		}
 		if n > 0 {
@@ -150,15 +168,21 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 	}
 }
 
-// waitFlowing blocks while the proxy is stalled; false when it was closed meanwhile.
-func (p *Proxy) waitFlowing() bool {
+// waitFlowing blocks while the proxy is stalled (or, for replies, while they are held); false when
+// it was closed meanwhile.
+func (p *Proxy) waitFlowing(replies bool) bool {
 	p.mu.Lock()
-	flowing := p.flowing
+	flowing, held := p.flowing, p.replies
 	p.mu.Unlock()
-	select {
-	case <-flowing:
-		return true
-	case <-p.closed:
-		return false
+	if !replies {
+		held = flowing
 	}
+	for _, ch := range []chan struct{}{flowing, held} {
+		select {
+		case <-ch:
+		case <-p.closed:
+			return false
+		}
+	}
+	return true
 }

@@ -74,3 +74,49 @@ func TestOlderOrdersSemanticVersionsOnly(t *testing.T) {
 		})
 	}
 }
+
+func TestEqualIgnoresTheLeadingVAndBuildMetadata(t *testing.T) {
+	cases := []struct {
+		a, b string
+		want bool
+	}{
+		{"v1.2.3", "1.2.3", true},
+		{"1.2.3+build.1", "1.2.3+build.2", true},
+		{"v0.36.7", "0.36.7+sha.3f2c9ab", true},
+		{"1.2.3", "1.2.4", false},
+		{"1.2.3-rc.1", "1.2.3", false},
+		{"1.2.3-rc.1", "v1.2.3-rc.1+b", true},
+		{"sha-abc", "sha-abc", true},
+		{"sha-abc", "sha-abd", false},
+		{"1.2.3", "", false},
+	}
+	for _, c := range cases {
+		if got := version.Equal(c.a, c.b); got != c.want {
+			t.Errorf("Equal(%q, %q) = %t, want %t", c.a, c.b, got, c.want)
+		}
+	}
+}
+
+func TestOlderByHistoryFindsAnOldReplicasVersion(t *testing.T) {
+	cases := []struct {
+		name              string
+		current, recorded string
+		succeeded         []string // newest first
+		want              bool
+	}{
+		{"an old SHA that succeeded before the recorded one", "sha-old", "sha-new", []string{"sha-new", "sha-old"}, true},
+		{"a new SHA never seen", "sha-next", "sha-new", []string{"sha-new", "sha-old"}, false},
+		{"a SHA that succeeded after the recorded one (rolled back by hand)", "sha-new", "sha-old", []string{"sha-new", "sha-old"}, false},
+		{"a SHA again after a newer one ran and then it ran again", "sha-old", "sha-new", []string{"sha-new", "sha-old", "sha-new", "sha-old"}, true},
+		{"the recorded version itself", "sha-new", "sha-new", []string{"sha-new"}, false},
+		{"no history", "sha-old", "sha-new", nil, false},
+		{"build metadata does not make another version", "1.0.0+b.2", "sha-new", []string{"sha-new", "1.0.0+b.1"}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := version.OlderByHistory(c.current, c.recorded, c.succeeded); got != c.want {
+				t.Errorf("OlderByHistory(%q, %q, %q) = %t, want %t", c.current, c.recorded, c.succeeded, got, c.want)
+			}
+		})
+	}
+}
