@@ -28,6 +28,7 @@ var (
 	durationFlag = flag.Duration("chaos.duration", 2*time.Minute, "time budget: no round starts after it")
 	roundFlag    = flag.Int("chaos.round", 0, "run only this round of the seed's schedule, to replay a failure (0: every round)")
 	replicasFlag = flag.Int("chaos.replicas", 3, "gate replicas per round")
+	binFlag      = flag.String("chaos.bin", "", "a gate binary to judge instead of building this repository's")
 )
 
 // gate is the gate name every replica uses; its keys are what the checker reads.
@@ -52,7 +53,10 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, work: work, seen: map[string]bool{}}
-	h.bin = buildGate(t, work)
+	h.bin = *binFlag
+	if h.bin == "" {
+		h.bin = buildGate(t, work)
+	}
 	h.redis = redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
 	h.direct = h.redis.Client()
 	for range replicas {
@@ -72,7 +76,9 @@ func TestChaos(t *testing.T) {
 			break
 		}
 		r := plan(seed, n, replicas)
+		began := time.Now()
 		violations, actions := h.run(r)
+		actions = append(actions, fmt.Sprintf("round took %s", time.Since(began).Round(time.Millisecond)))
 		if len(violations) > 0 {
 			failed = true
 			t.Errorf("chaos seed %d round %d violated:\n  %s\nschedule:\n%swhat happened:\n  %s\nreplay: make chaos SEED=%d ROUND=%d (logs in %s)",

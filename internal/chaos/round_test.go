@@ -22,6 +22,7 @@ import (
 const (
 	connectTimeout = 10 * time.Second
 	waitTimeout    = 30 * time.Second
+	readTimeout    = 500 * time.Millisecond
 )
 
 // roundRun is one round being run: its replicas, its timeline of faults and what happened.
@@ -118,7 +119,10 @@ func (rr *roundRun) play() {
 func (rr *roundRun) startSlot(i int) {
 	rr.gen++
 	name := fmt.Sprintf("r%d-s%d-g%d", rr.r.n, i, rr.gen)
-	p, err := startReplica(rr.h.bin, rr.dir, name, i, append(slices.Clone(rr.env), "REDIS_URL="+rr.h.proxies[i].URL()))
+	// A read timeout shorter than the TTL: a reply that is late makes the outcome of a write unknown
+	// while the lock is still held, where a client that retries on its own writes twice.
+	url := rr.h.proxies[i].URL() + "?read_timeout=" + readTimeout.String()
+	p, err := startReplica(rr.h.bin, rr.dir, name, i, append(slices.Clone(rr.env), "REDIS_URL="+url))
 	if err != nil {
 		rr.h.t.Fatalf("start replica: %v", err)
 	}
@@ -225,6 +229,24 @@ func (rr *roundRun) apply(e event) {
 			rr.h.proxies[i].DropReplies()
 		}
 		rr.at(time.Since(rr.start)+e.dur, func() { rr.note("connection of slot %d flows again", i); rr.h.proxies[i].Resume() })
+	case slowRecord, lostRecord:
+		i, ok := rr.lastTaskEnded()
+		if !ok {
+			// Looked at again shortly, without holding up the other faults, while a replica lives.
+			if slices.ContainsFunc(rr.slots, func(p *replica) bool { return !p.exited() }) {
+				rr.at(time.Since(rr.start)+20*time.Millisecond, func() { rr.apply(e) })
+			} else {
+				rr.note("%s: no live holder finished its last task", e.kind)
+			}
+			return
+		}
+		rr.note("%s: replies to %s for %dms", e.kind, rr.slots[i].name, e.dur.Milliseconds())
+		if e.kind == slowRecord {
+			rr.h.proxies[i].StallReplies()
+		} else {
+			rr.h.proxies[i].DropReplies()
+		}
+		rr.at(time.Since(rr.start)+e.dur, func() { rr.note("connection of slot %d flows again", i); rr.h.proxies[i].Resume() })
 	case unlock, unlockForce:
 		args := []string{"unlock"}
 		if e.kind == unlockForce {
@@ -246,7 +268,28 @@ func (rr *roundRun) apply(e event) {
 		}
 		err := rr.h.direct.Set(ctxTimeout(time.Second), gate.Version, v, 0).Err()
 		rr.note("%s: SET version %s from outside: %v", e.kind, v, err)
+		if e.kind == versionSHA {
+			// A waiter takes over after the change: it must evaluate the constraints again.
+			rr.at(time.Since(rr.start)+100*time.Millisecond, func() { rr.apply(event{kind: killHolder}) })
+		}
 	}
+}
+
+// lastTaskEnded returns the slot of a live replica whose last task has ended: its record comes next.
+func (rr *roundRun) lastTaskEnded() (int, bool) {
+	last := rr.r.tasks[len(rr.r.tasks)-1].name
+	runs, _ := readRuns(rr.log)
+	for _, x := range runs {
+		if x.task != last || !x.ended {
+			continue
+		}
+		for i, p := range rr.slots {
+			if p.name == x.replica && !p.exited() {
+				return i, true
+			}
+		}
+	}
+	return -1, false
 }
 
 // heal ends every fault still in force.

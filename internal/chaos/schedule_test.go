@@ -14,19 +14,21 @@ import (
 type kind string
 
 const (
-	killHolder   kind = "sigkill-holder"     // SIGKILL of the replica whose task runs; restarted later
-	killWaiter   kind = "sigkill-waiter"     // SIGKILL of another replica; restarted later
-	termHolder   kind = "sigterm-holder"     // SIGTERM of the replica whose task runs; restarted after it exits
-	termWaiter   kind = "sigterm-waiter"     // SIGTERM of another replica
-	redisStop    kind = "redis-sigstop"      // SIGSTOP of redis-server, SIGCONT after dur
-	redisRestart kind = "redis-restart"      // SIGKILL and start of redis-server (append-only file kept)
-	clientPause  kind = "client-pause"       // CLIENT PAUSE dur ALL
-	proxyDelay   kind = "proxy-delay"        // the holder's connection holds every byte for dur, then delivers it
-	proxyDrop    kind = "proxy-drop"         // the holder's commands reach Redis, their replies are lost for dur
-	unlock       kind = "unlock"             // peerdb-maintenance unlock
-	unlockForce  kind = "unlock-force"       // peerdb-maintenance unlock --force
-	versionSHA   kind = "version-non-semver" // the recorded version is set to a non-semver value from outside
-	versionNewer kind = "version-newer"      // the recorded version is set to a newer semver from outside
+	killHolder   kind = "sigkill-holder"        // SIGKILL of the replica whose task runs; restarted later
+	killWaiter   kind = "sigkill-waiter"        // SIGKILL of another replica; restarted later
+	termHolder   kind = "sigterm-holder"        // SIGTERM of the replica whose task runs; restarted after it exits
+	termWaiter   kind = "sigterm-waiter"        // SIGTERM of another replica
+	redisStop    kind = "redis-sigstop"         // SIGSTOP of redis-server, SIGCONT after dur
+	redisRestart kind = "redis-restart"         // SIGKILL and start of redis-server (append-only file kept)
+	clientPause  kind = "client-pause"          // CLIENT PAUSE dur ALL
+	proxyDelay   kind = "proxy-delay"           // the holder's connection holds every byte for dur, then delivers it
+	proxyDrop    kind = "proxy-drop"            // the holder's commands reach Redis, their replies are lost for dur
+	slowRecord   kind = "reply-delay-at-record" // once the last task ended, the holder's replies are held for dur
+	lostRecord   kind = "reply-drop-at-record"  // once the last task ended, the holder's replies are lost for dur
+	unlock       kind = "unlock"                // peerdb-maintenance unlock
+	unlockForce  kind = "unlock-force"          // peerdb-maintenance unlock --force
+	versionSHA   kind = "version-non-semver"    // the recorded version is set to a non-semver value from outside, then the holder is SIGKILLed
+	versionNewer kind = "version-newer"         // the recorded version is set to a newer semver from outside
 )
 
 // weighted lists the faults with how often the schedule picks each.
@@ -35,7 +37,8 @@ var weighted = []struct {
 	w int
 }{
 	{killHolder, 4}, {killWaiter, 2}, {termHolder, 4}, {termWaiter, 2}, {redisStop, 3}, {redisRestart, 2},
-	{clientPause, 3}, {proxyDelay, 3}, {proxyDrop, 3}, {unlock, 2}, {unlockForce, 2}, {versionSHA, 1}, {versionNewer, 1},
+	{clientPause, 3}, {proxyDelay, 3}, {proxyDrop, 3}, {slowRecord, 2}, {lostRecord, 2}, {unlock, 2}, {unlockForce, 2},
+	{versionSHA, 1}, {versionNewer, 1},
 }
 
 // event is one planned fault: at its offset from the round's start, for dur where it lasts.
@@ -71,10 +74,10 @@ func plan(seed uint64, n, replicas int) round {
 	r := round{n: n, version: fmt.Sprintf("1.%d.0", n), replicas: replicas,
 		ttl: time.Duration(1500+500*rng.IntN(4)) * time.Millisecond}
 	// A grace period longer than the lock: only a keeper that bounds it by the lock keeps the tasks apart.
-	r.grace = r.ttl * 3 / 2
+	r.grace = r.ttl * 2
 	for i := range 2 + rng.IntN(2) {
 		r.tasks = append(r.tasks, taskPlan{name: fmt.Sprintf("t%d", i+1), beats: 3 + rng.IntN(10),
-			ignoreTerm: rng.IntN(3) == 0, fork: rng.IntN(3) == 0, when: i == 1})
+			ignoreTerm: rng.IntN(2) == 0, fork: rng.IntN(3) == 0, when: i == 1})
 	}
 	total := 0
 	for _, w := range weighted {
@@ -94,6 +97,9 @@ func plan(seed uint64, n, replicas int) round {
 		case redisStop, clientPause, proxyDelay, proxyDrop:
 			// From well inside the keeper's interval to beyond the TTL.
 			e.dur = time.Duration(200+rng.IntN(int(r.ttl.Milliseconds()*2))) * time.Millisecond
+		case slowRecord, lostRecord:
+			// Beyond the replicas' read timeout, so that the record's outcome is unknown to the holder.
+			e.dur = readTimeout + time.Duration(100+rng.IntN(int(r.ttl.Milliseconds())))*time.Millisecond
 		}
 		r.events = append(r.events, e)
 	}
