@@ -30,7 +30,7 @@ func init() {
 		"run":      {"run the gate", cmdRun},
 		"status":   {"show the gate's state", cmdStatus},
 		"history":  {"show the last attempts", cmdHistory},
-		"unlock":   {"force-release a stuck lock", cmdUnlock},
+		"unlock":   {"remove a stuck lock; refuses while the holder is alive (its lock refreshed lately) unless --force, which asks the holder to stop first", cmdUnlock},
 		"validate": {"check configuration and a task file without touching Redis", cmdValidate},
 		"version":  {"print version, commit and Go version", cmdVersion},
 	}

@@ -96,9 +96,10 @@ func exitCode(err error) int {
 		}
 		return 143
 	case errors.As(err, &cfgErr), errors.As(err, &fileErr), errors.As(err, &usage),
-		errors.Is(err, runner.ErrConfig), errors.Is(err, runner.ErrAuth):
+		errors.Is(err, runner.ErrConfig), errors.Is(err, runner.ErrAuth), errors.Is(err, runner.ErrRedisRefused),
+		errors.Is(err, runner.ErrHolderAlive):
 		return 2
-	case errors.Is(err, runner.ErrUnreachable), errors.Is(err, runner.ErrWaitTimeout):
+	case errors.Is(err, runner.ErrUnreachable), errors.Is(err, runner.ErrWaitTimeout), errors.Is(err, runner.ErrRedisUnwritable):
 		return 3
 	case errors.Is(err, lock.ErrLost):
 		return 4
@@ -116,7 +117,8 @@ Usage:
   peerdb-maintenance [run] [--dry-run] [-- command args...]   run the gate (default)
   peerdb-maintenance status [--json] [-n N]                   recorded version, lock holder, current task, history
   peerdb-maintenance history [--json] [-n N]                  the last N attempts
-  peerdb-maintenance unlock                                   force-release a stuck lock
+  peerdb-maintenance unlock [--force]                         remove a stuck lock; a live holder only with --force,
+                                                              which asks it to stop first
   peerdb-maintenance validate [tasks-file]                    check configuration and a task file; no Redis
   peerdb-maintenance version                                  print version, commit and Go version
 
@@ -124,7 +126,9 @@ Every command takes --help. Configuration is read from the environment (PEERDB_D
 REDIS_URL, MAINTENANCE_*); see the README.
 
 Exit codes: 0 done or nothing to do, 1 task failed, 2 bad configuration, usage, Redis credentials or certificate,
-3 timed out (Redis unreachable, or waiting for another replica), 4 lock lost, 5 downgrade refused,
+or a command Redis refuses (WRONGTYPE, an unknown or renamed command, NOPERM, a corrupted fencing counter),
+3 timed out (Redis unreachable, or waiting for another replica) or a Redis that refuses writes (READONLY, OOM,
+MISCONF), 4 lock lost, 5 downgrade refused,
 130/143 interrupted by SIGINT/SIGTERM.
 `)
 }

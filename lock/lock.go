@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,9 @@ var (
 	ErrNotObtained = errors.New("lock: not obtained")
 	// ErrLost is the cause of a run's cancellation when the lock is no longer ours.
 	ErrLost = errors.New("lock: lock lost")
+	// ErrCorruptFence means the fencing counter holds something that is not a token: no token is taken
+	// from it, since a wrong one could let a stale writer through.
+	ErrCorruptFence = errors.New("lock: fencing counter corrupted")
 )
 
 // Holder is the metadata written into the lock value, so that status and waiters can tell who holds it.
@@ -31,6 +35,9 @@ type Holder struct {
 	Pod     string    `json:"pod,omitempty"`
 	Version string    `json:"version"`
 	Started time.Time `json:"started"`
+	// LockTTLMillis is the holder's MAINTENANCE_LOCK_TTL: unlock tells a live holder (refreshed within
+	// the last keeper interval, TTL/3) from a stuck lock by it.
+	LockTTLMillis int64 `json:"lock_ttl_ms,omitempty"`
 }
 
 // Locker takes the lock of one gate.
@@ -49,6 +56,7 @@ func New(client redis.UniversalClient, key, fenceKey string, ttl time.Duration) 
 
 // Obtain tries once to take the lock. It returns ErrNotObtained when another holder has it.
 func (l *Locker) Obtain(ctx context.Context, h Holder) (*Lock, error) {
+	h.LockTTLMillis = l.ttl.Milliseconds()
 	meta, err := json.Marshal(h)
 	if err != nil {
 		return nil, fmt.Errorf("lock: encode holder: %w", err)
@@ -100,6 +108,40 @@ func (l *Locker) ForceRelease(ctx context.Context) (string, error) {
 	return v, nil
 }
 
+// ReadValue returns the lock key's full value ("" when free) and its remaining TTL (negative when the key
+// has none).
+func (l *Locker) ReadValue(ctx context.Context) (string, time.Duration, error) {
+	var get *redis.StringCmd
+	var pttl *redis.DurationCmd
+	_, err := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, l.key)
+		pttl = p.PTTL(ctx, l.key)
+		return nil
+	})
+	if errors.Is(err, redis.Nil) {
+		return "", 0, nil
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("lock: read: %w", err)
+	}
+	return get.Val(), pttl.Val(), nil
+}
+
+// releaseIfScript deletes the lock key only while it still holds the given value.
+var releaseIfScript = redis.NewScript(`
+if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) end
+return 0
+`)
+
+// ReleaseIf deletes the lock only while it still holds value, and reports whether it did.
+func (l *Locker) ReleaseIf(ctx context.Context, value string) (bool, error) {
+	n, err := releaseIfScript.Run(ctx, l.client, []string{l.key}, value).Int()
+	if err != nil {
+		return false, fmt.Errorf("lock: release: %w", err)
+	}
+	return n == 1, nil
+}
+
 // ParseValue extracts the holder metadata from a lock value (redislock's token followed by JSON).
 func ParseValue(v string) Holder {
 	var h Holder
@@ -119,9 +161,21 @@ type Lock struct {
 	obtained time.Time
 	// lost is set when the keeper cancels the run because the lock is no longer ours.
 	lost atomic.Bool
-	// lostCh is closed at the same moment (see Lost).
+	// lostCh is closed at the same moment (see Lost), or when the holder is asked to stop (Stop).
 	lostCh   chan struct{}
 	lostOnce sync.Once
+	// cancelRun cancels the context Keep returned.
+	cancelRun atomic.Pointer[context.CancelCauseFunc]
+}
+
+// Stop ends the run at once as if the lock were lost (Lost is closed, the context Keep returned is
+// cancelled with cause), but keeps the lock until Release: an operator asked this holder to stop, and
+// it gives the lock up only once its tasks are gone.
+func (lk *Lock) Stop(cause error) {
+	lk.lostOnce.Do(func() { close(lk.lostCh) })
+	if c := lk.cancelRun.Load(); c != nil {
+		(*c)(cause)
+	}
 }
 
 // Lost returns a channel closed when the keeper finds the lock lost, or no longer surely held: a
@@ -142,21 +196,46 @@ func (lk *Lock) Value() string { return lk.lk.Token() + lk.lk.Metadata() }
 // clock in milliseconds. A plain INCR would start again at 1 when Redis loses the counter (a restart
 // without persistence, a failover to a replica that had not received it), handing a new holder a
 // smaller token than a stale one still running; the clock keeps tokens growing across such a loss.
+// Lua numbers are doubles, exact only below 2^53, so the script does its arithmetic on decimal strings
+// (compare by length, then digit by digit; add one with a carry), and refuses a counter that is not a
+// decimal number. The token is returned as a string and parsed as an int64 by the caller.
 var fenceScript = redis.NewScript(`
 if redis.replicate_commands then redis.replicate_commands() end
+local cur = redis.call("get", KEYS[1]) or "0"
+if not string.match(cur, "^[0-9]+$") or #cur > 19 then
+  return redis.error_reply("FENCE the fencing counter " .. KEYS[1] .. " holds " .. string.format("%q", string.sub(cur, 1, 40)) .. ", not a token")
+end
+cur = string.gsub(cur, "^0+(%d)", "%1")
+local digits, carry = {}, 1
+for i = #cur, 1, -1 do
+  local d = string.byte(cur, i) - 48 + carry
+  if d == 10 then d, carry = 0, 1 else carry = 0 end
+  digits[i] = string.char(48 + d)
+end
+local nextTok = table.concat(digits)
+if carry == 1 then nextTok = "1" .. nextTok end
 local t = redis.call("time")
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = math.max(now, tonumber(redis.call("get", KEYS[1]) or "0") + 1)
-redis.call("set", KEYS[1], string.format("%d", n))
+local now = t[1] .. string.format("%03d", math.floor(tonumber(t[2]) / 1000))
+local n = nextTok
+if #now > #n or (#now == #n and now > n) then n = now end
+redis.call("set", KEYS[1], n)
 return n
 `)
 
 // Fence takes the next fencing token: every holder gets a larger one than all before it, even after
-// Redis lost the counter, as long as the server's clock does not go back.
+// Redis lost the counter, as long as the server's clock does not go back. A counter that is not a
+// token, or whose next token would not fit an int64, is ErrCorruptFence.
 func (lk *Lock) Fence(ctx context.Context) (int64, error) {
-	n, err := fenceScript.Run(ctx, lk.locker.client, []string{lk.locker.fenceKey}).Int64()
+	s, err := fenceScript.Run(ctx, lk.locker.client, []string{lk.locker.fenceKey}).Text()
 	if err != nil {
+		if strings.HasPrefix(err.Error(), "FENCE ") {
+			return 0, fmt.Errorf("%w: %s (delete it only if no holder can be running: tokens restart from the server's clock)", ErrCorruptFence, strings.TrimPrefix(err.Error(), "FENCE "))
+		}
 		return 0, fmt.Errorf("lock: fencing token: %w", err)
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: the next token %s of %s does not fit a 64-bit integer", ErrCorruptFence, s, lk.locker.fenceKey)
 	}
 	return n, nil
 }
@@ -192,6 +271,7 @@ func (lk *Lock) Keep(ctx context.Context, log *slog.Logger) (context.Context, fu
 		log = slog.New(slog.DiscardHandler)
 	}
 	runCtx, cancel := context.WithCancelCause(ctx)
+	lk.cancelRun.Store(&cancel)
 	// The keeper's own context ignores ctx: only stop or a lost lock end it.
 	kctx, kcancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})

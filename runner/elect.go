@@ -65,6 +65,9 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 			return Result{}, r.waitTimeout(ctx, waitStart)
 		case redisconn.IsAuthError(err):
 			return Result{}, fmt.Errorf("%w: %v", ErrAuth, err)
+		case permanent("take the lock", err) != nil:
+			// A read-only or full Redis, a renamed EVAL: no holder will ever appear, do not wait for one.
+			return Result{}, permanent("take the lock", err)
 		case !errors.Is(err, lock.ErrNotObtained) && time.Since(lastWarn) >= waitLogEvery:
 			// Redis restarting or unreachable while we wait: say so now and then, keep trying.
 			lastWarn = time.Now()
@@ -100,6 +103,8 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 				}
 			case redisconn.IsAuthError(err):
 				return Result{}, fmt.Errorf("%w: %v", ErrAuth, err)
+			case permanent("read the recorded version", err) != nil:
+				return Result{}, permanent("read the recorded version", err)
 			}
 		}
 		// Wait until the lock is free, looking at it with one PTTL per poll: trying it (a script) and

@@ -3,6 +3,9 @@ package runner
 import (
 	"errors"
 	"fmt"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
+	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
 )
 
 // Sentinel errors the caller maps to exit codes (DESIGN.md section 6).
@@ -14,6 +17,11 @@ var (
 	ErrConfig = errors.New("runner: configuration error")
 	// ErrAuth: Redis refused the credentials or the permissions (exit 2).
 	ErrAuth = errors.New("runner: Redis authentication failed")
+	// ErrRedisRefused: Redis refused a command whatever its state: a key of the wrong type, an unknown,
+	// renamed or disabled command, a corrupted fencing counter (exit 2).
+	ErrRedisRefused = errors.New("runner: Redis refused a command")
+	// ErrRedisUnwritable: Redis refuses writes: a read-only replica, out of memory, a failed save (exit 3).
+	ErrRedisUnwritable = errors.New("runner: Redis refuses writes")
 	// ErrUnreachable: Redis did not answer within MAINTENANCE_CONNECT_TIMEOUT (exit 3).
 	ErrUnreachable = errors.New("runner: Redis unreachable")
 	// ErrWaitTimeout: another replica's run did not finish within MAINTENANCE_WAIT_TIMEOUT (exit 3).
@@ -32,3 +40,21 @@ func (e *TaskError) Error() string { return fmt.Sprintf("task %s failed: %v", e.
 
 // Unwrap returns ErrTaskFailed and the task's own error.
 func (e *TaskError) Unwrap() []error { return []error{ErrTaskFailed, e.Err} }
+
+// permanent returns the error to end the run with when err is a Redis error no retry can cure
+// (invariant 6), naming it with the server's own words; nil when err may be transient.
+func permanent(what string, err error) error {
+	if errors.Is(err, lock.ErrCorruptFence) {
+		return fmt.Errorf("%w: %s: %v", ErrRedisRefused, what, err)
+	}
+	switch redisconn.Classify(err) {
+	case redisconn.Unwritable:
+		return fmt.Errorf("%w: %s: Redis is read-only or full, the gate cannot write its lock or record: %v", ErrRedisUnwritable, what, err)
+	case redisconn.Refused:
+		if redisconn.IsAuthError(err) {
+			return fmt.Errorf("%w: %s: %v", ErrAuth, what, err)
+		}
+		return fmt.Errorf("%w: %s: %v", ErrRedisRefused, what, err)
+	}
+	return nil
+}

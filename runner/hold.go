@@ -57,6 +57,7 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 	log = log.With("holder", r.cfg.Holder, "fencing_token", token)
 	runCtx, stopKeeper := lk.Keep(ctx, log)
 	defer stopKeeper()
+	defer r.listenForStop(ctx, log, lk)()
 
 	done, err := r.resume(runCtx, lk, token)
 	if err != nil {
@@ -65,7 +66,8 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 	log.Info("lock taken, running maintenance", "tasks", len(r.specs), "resumed", len(done))
 	r.crashPoint(runCtx, "before-tasks")
 	entry := Entry{Version: target, Previous: recorded, Holder: r.cfg.Holder, Pod: r.cfg.Pod, FencingToken: token, Started: lk.Holder.Started}
-	env := tasks.Env{FromVersion: recorded, ToVersion: target, FencingToken: token, Getenv: r.getenv, Redis: r.rdb, GateTag: r.keys.Tag}
+	env := tasks.Env{FromVersion: recorded, ToVersion: target, FencingToken: token, Getenv: r.getenv, Redis: r.rdb, GateTag: r.keys.Tag,
+		LockLost: lk.Lost()}
 	for i, s := range r.specs {
 		if err := r.runTask(runCtx, log, lk, env, i, s, done, skips[s.Name]); err != nil {
 			var se *stateError
@@ -115,6 +117,9 @@ func (r *Runner) lostOr(runCtx context.Context, err error) error {
 	}
 	if redisconn.IsAuthError(err) {
 		return fmt.Errorf("%w: %v", ErrAuth, err)
+	}
+	if perr := permanent("write the gate's state", err); perr != nil {
+		return perr
 	}
 	return fmt.Errorf("%w: %w", lock.ErrLost, err)
 }
@@ -175,11 +180,13 @@ func (e *stateError) Unwrap() error { return e.err }
 // redisErr classifies a Redis error met while holding the lock before any task ran: the run's own
 // cancellation (a signal) when there is one, refused permissions, else Redis unreachable.
 func redisErr(ctx context.Context, what string, err error) error {
-	switch {
+	switch perr := permanent(what, err); {
 	case ctx.Err() != nil:
 		return context.Cause(ctx)
 	case redisconn.IsAuthError(err):
 		return fmt.Errorf("%w: %s: %v", ErrAuth, what, err)
+	case perr != nil:
+		return perr
 	default:
 		return fmt.Errorf("%w: %s: %v", ErrUnreachable, what, err)
 	}

@@ -214,6 +214,9 @@ func (r *Runner) readVersion(ctx context.Context) (string, error) {
 		case ctx.Err() != nil:
 			return "", context.Cause(ctx)
 		}
+		if perr := permanent("read the recorded version", err); perr != nil {
+			return "", perr
+		}
 		left := time.Until(deadline)
 		if left <= 0 {
 			return "", fmt.Errorf("%w: no answer from %s within MAINTENANCE_CONNECT_TIMEOUT=%s: %v", ErrUnreachable, r.cfg.Redis, r.cfg.ConnectTimeout, err)

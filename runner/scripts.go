@@ -76,13 +76,16 @@ const (
 	OutcomeFailed    = "failed"
 )
 
-// Notice is the message published on the events channel when a holder finishes.
+// Notice is the message published on the events channel when a holder finishes, or when unlock --force
+// asks a holder to stop.
 type Notice struct {
-	Event   string `json:"event"` // "recorded" or "failed"
+	Event   string `json:"event"` // "recorded", "failed" or "stop"
 	Version string `json:"version"`
 	Holder  string `json:"holder"`
 	Task    string `json:"task,omitempty"`
 	Error   string `json:"error,omitempty"`
+	// Started is, for "stop", when the holder took the lock: with Holder it names one holder's lock.
+	Started time.Time `json:"started,omitzero"`
 }
 
 // Entry is one history entry: one attempt of one holder.

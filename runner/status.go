@@ -63,21 +63,6 @@ func (r *Runner) History(ctx context.Context, n int64) ([]Entry, error) {
 	return out, nil
 }
 
-// Unlock force-releases the lock whoever holds it and returns the holder it removed (nil when the lock
-// was free). Progress is kept, so the next holder resumes.
-func (r *Runner) Unlock(ctx context.Context) (*lock.Holder, error) {
-	if _, err := r.readVersion(ctx); err != nil {
-		return nil, err
-	}
-	v, err := r.locker.ForceRelease(ctx)
-	if err != nil || v == "" {
-		return nil, err
-	}
-	h := lock.ParseValue(v)
-	r.log.Warn("lock force-released", "holder", h.Holder, "holder_version", h.Version)
-	return &h, nil
-}
-
 // Connect waits for Redis as a run does (MAINTENANCE_CONNECT_TIMEOUT, refused credentials fail at once).
 func (r *Runner) Connect(ctx context.Context) error {
 	_, err := r.readVersion(ctx)

@@ -19,7 +19,8 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// DefaultGracePeriod is how long a cancelled exec task has between SIGTERM and SIGKILL.
+// DefaultGracePeriod is how long a cancelled exec task has between SIGTERM and SIGKILL. The grace period
+// never outlives the lock: when the holder's lock is lost (Env.LockLost) the group gets SIGKILL at once.
 const DefaultGracePeriod = 10 * time.Second
 
 // Exec runs a command in its own process group. Its output is logged line by line; its environment
@@ -113,13 +114,23 @@ func (e *Exec) Run(ctx context.Context, env Env) error {
 	if grace <= 0 {
 		grace = DefaultGracePeriod
 	}
-	_ = syscall.Kill(pgid, syscall.SIGTERM)
+	// A lock already lost gets no grace period: the next holder may be starting this very task.
+	select {
+	case <-env.LockLost:
+		_ = syscall.Kill(pgid, syscall.SIGKILL)
+	default:
+		_ = syscall.Kill(pgid, syscall.SIGTERM)
+	}
 	timer := time.NewTimer(grace)
 	defer timer.Stop()
 	select {
 	case <-done:
 	case <-timer.C:
 		env.Logger.Warn("task did not stop after SIGTERM, sending SIGKILL", "grace_period", grace.String())
+		_ = syscall.Kill(pgid, syscall.SIGKILL)
+		<-done
+	case <-env.LockLost:
+		env.Logger.Warn("lock lost while the task winds down, sending SIGKILL")
 		_ = syscall.Kill(pgid, syscall.SIGKILL)
 		<-done
 	}

@@ -34,6 +34,9 @@ type Env struct {
 	Redis redis.UniversalClient
 	// GateTag is the hash tag of the gate's own keys ({prefix:name}); tasks must not touch keys under it.
 	GateTag string
+	// LockLost is closed when the holder's lock is lost or no longer surely held: whatever the task
+	// still runs must stop at once, without a grace period (nil: never).
+	LockLost <-chan struct{}
 }
 
 // Task is one configured unit of maintenance work. Run must return when ctx is done.

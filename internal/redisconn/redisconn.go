@@ -354,6 +354,41 @@ func IsAuthError(err error) bool {
 	return false
 }
 
+// Refusal is the class of a Redis error that no retry can cure.
+type Refusal int
+
+const (
+	// Transient: anything else (a timeout, a broken connection, a Redis loading its data); may be retried.
+	Transient Refusal = iota
+	// Unwritable: a Redis that refuses writes, read-only (READONLY: a replica) or full (OOM under
+	// noeviction, MISCONF after a failed save).
+	Unwritable
+	// Refused: a command refused whatever the state of Redis: a key of the wrong type (WRONGTYPE), an
+	// unknown, renamed or disabled command, a permission missing (NOPERM).
+	Refused
+)
+
+// Classify says whether err is a permanent Redis error, and of which class, by the error code Redis
+// put first in its reply (also inside a script's error).
+func Classify(err error) Refusal {
+	var rerr redis.Error
+	if err == nil || !errors.As(err, &rerr) {
+		return Transient
+	}
+	msg := rerr.Error()
+	for _, p := range []string{"READONLY", "OOM", "MISCONF"} {
+		if strings.HasPrefix(msg, p+" ") {
+			return Unwritable
+		}
+	}
+	for _, p := range []string{"WRONGTYPE ", "NOPERM ", "ERR unknown command", "ERR unknown subcommand", "ERR Unknown command"} {
+		if strings.HasPrefix(msg, p) {
+			return Refused
+		}
+	}
+	return Transient
+}
+
 // IsCertificateError reports whether err is our side refusing the server's TLS certificate: signed by
 // an authority we do not trust (REDIS_CA_FILE missing or wrong), issued for another name, or expired.
 // Retrying cannot help, because the trusted authorities are read once at start: like refused

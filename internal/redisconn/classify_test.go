@@ -1,0 +1,37 @@
+package redisconn
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+)
+
+// serverError is a reply error as go-redis returns it.
+type serverError string
+
+func (e serverError) Error() string { return string(e) }
+func (serverError) RedisError()     {}
+
+func TestClassifyNamesPermanentRedisErrors(t *testing.T) {
+	cases := []struct {
+		err  error
+		want Refusal
+	}{
+		{serverError("READONLY You can't write against a read only replica."), Unwritable},
+		{serverError("OOM command not allowed when used memory > 'maxmemory'."), Unwritable},
+		{serverError("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk."), Unwritable},
+		{serverError("WRONGTYPE Operation against a key holding the wrong kind of value"), Refused},
+		{serverError("ERR unknown command 'evalsha', with args beginning with: "), Refused},
+		{serverError("NOPERM this user has no permissions to run the 'set' command"), Refused},
+		{fmt.Errorf("lock: obtain: %w", serverError("READONLY You can't write")), Unwritable},
+		{serverError("LOADING Redis is loading the dataset in memory"), Transient},
+		{errors.New("READONLY in a message that is not a server reply"), Transient},
+		{errors.New("i/o timeout"), Transient},
+		{nil, Transient},
+	}
+	for _, c := range cases {
+		if got := Classify(c.err); got != c.want {
+			t.Errorf("Classify(%v) = %d, want %d", c.err, got, c.want)
+		}
+	}
+}
