@@ -198,12 +198,12 @@ func (rr *roundRun) apply(e event) {
 			rr.note("%s: no such replica now", e.kind)
 			return
 		}
-		sig := syscall.SIGKILL
+		sig, name := syscall.SIGKILL, "SIGKILL"
 		if e.kind == termHolder || e.kind == termWaiter {
-			sig = syscall.SIGTERM
+			sig, name = syscall.SIGTERM, "SIGTERM"
 		}
 		p := rr.slots[i]
-		rr.note("%s: %s to %s", e.kind, sig, p.name)
+		rr.note("%s: %s to %s", e.kind, name, p.name)
 		p.send(sig)
 		rr.restartWhenExited(i, p, time.Duration(200+rr.rng.IntN(800))*time.Millisecond)
 	case redisStop:
