@@ -80,3 +80,24 @@ func TestReleaseOfALockFoundLostSendsNothing(t *testing.T) {
 		t.Errorf("Release of a lock found lost ran %d scripts on Redis, want none", after-before)
 	}
 }
+
+func TestReleaseIfLeavesAnotherHoldersLock(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client()
+	ctx := context.Background()
+	l := lock.New(c, key, fenceKey, time.Second)
+	// unlock read the stuck holder's value; meanwhile it went and another holder took the lock.
+	if err := c.Set(ctx, key, "the-next-holder", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := l.ReleaseIf(ctx, "the-stuck-holder")
+	if err != nil || removed {
+		t.Fatalf("ReleaseIf of a value the key no longer holds: removed %t, err %v; want false, nil", removed, err)
+	}
+	if v := c.Get(ctx, key).Val(); v != "the-next-holder" {
+		t.Fatalf("the next holder's lock is %q after ReleaseIf, want it kept", v)
+	}
+	if removed, err := l.ReleaseIf(ctx, "the-next-holder"); err != nil || !removed {
+		t.Errorf("ReleaseIf of the value the key holds: removed %t, err %v; want true, nil", removed, err)
+	}
+}

@@ -2,10 +2,12 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
+	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
 )
 
 // A holder whose lock was taken over, and whose keeper has not noticed yet (between two refreshes, or
@@ -51,5 +53,23 @@ func TestWritesOfAHolderWhoseLockIsNoLongerOursChangeNothing(t *testing.T) {
 	}
 	if len(got) != 2 || got[donePrefix+"t1"] != "{}" || got["current"] != "" {
 		t.Errorf("progress %v after a stale holder's writes, want the next holder's unchanged", got)
+	}
+}
+
+func TestARecordRefusedByTheFenceIsALostLockNotASuccess(t *testing.T) {
+	h := newHarness(t)
+	r, _ := h.runner([]tasks.Spec{spec("t1", func(context.Context, tasks.Env) error { return nil })}, "MAINTENANCE_LOCK_TTL", "30s")
+	// Taken over after the last task, before the record, while the keeper (every 10s) has not looked.
+	r.pause = func(_ context.Context, point string) {
+		if point == "before-record" {
+			h.holdLockExternally(30 * time.Second)
+		}
+	}
+	res, err := r.Run(context.Background())
+	if !errors.Is(err, lock.ErrLost) {
+		t.Errorf("Run = %+v, %v; want ErrLost (exit 4): the record changed nothing", res, err)
+	}
+	if v := h.get(h.keys.Version); v != "" {
+		t.Errorf("version %q recorded by a holder that lost its lock", v)
 	}
 }

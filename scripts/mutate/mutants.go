@@ -7,10 +7,10 @@ var mutants = []mutant{
 	// Lua fences (runner/scripts.go, lock/lock.go).
 	{Name: "progress script: written without the lock check",
 		File: "runner/scripts.go", Old: "if redis.call(\"get\", KEYS[1]) ~= ARGV[1] then return 0 end\nif ARGV[2] == \"1\"", New: "if ARGV[2] == \"1\"",
-		Pkg: "./runner", Run: "."},
+		Pkg: "./runner", Run: "TestWritesOfAHolderWhoseLockIsNoLongerOursChangeNothing"},
 	{Name: "record script: written without the lock check",
 		File: "runner/scripts.go", Old: "var recordScript = redis.NewScript(`\nif redis.call(\"get\", KEYS[1]) ~= ARGV[1] then return 0 end\n", New: "var recordScript = redis.NewScript(`\n",
-		Pkg: "./runner", Run: "."},
+		Pkg: "./runner", Run: "TestWritesOfAHolderWhoseLockIsNoLongerOursChangeNothing"},
 	{Name: "record script: a second entry under the same fencing token",
 		File: "runner/scripts.go", Old: `if last[2][i] == "fencing_token" and last[2][i+1] == ARGV[6] then return 2 end`, New: ``,
 		Pkg: "./runner", Run: "TestRecord"},
@@ -28,7 +28,7 @@ var mutants = []mutant{
 		Pkg: "./lock", Run: "TestACorruptedFencingCounterIsRefused"},
 	{Name: "unlock: deletes the lock whoever holds it by then",
 		File: "lock/lock.go", Old: `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) end`, New: `do return redis.call("del", KEYS[1]) end`,
-		Pkg: "./runner", Run: "TestUnlock"},
+		Pkg: "./lock", Run: "TestReleaseIf"},
 
 	// The keeper (lock/lock.go): invariant 1.
 	{Name: "keeper: a lost lock cancels nothing",
@@ -50,7 +50,7 @@ var mutants = []mutant{
 		Pkg: "./runner", Run: "TestVersionRecordedBeforeTheLockIsTakenIsDoubleChecked"},
 	{Name: "hold: a record refused by the fence is taken for a success",
 		File: "runner/hold.go", Old: "\tif err == nil && !ok {\n\t\terr = fmt.Errorf(\"%w: the lock was no longer ours at the record\"", New: "\tif err == nil && !ok && false {\n\t\terr = fmt.Errorf(\"%w: the lock was no longer ours at the record\"",
-		Pkg: "./runner", Run: "."},
+		Pkg: "./runner", Run: "TestARecordRefusedByTheFence"},
 	{Name: "hold: a record with an unknown outcome is not read back",
 		File: "runner/hold.go", Old: "\t\tok, err = r.recordedUnder(ctx, log, token, err)\n", New: "",
 		Pkg: "./runner", Run: "TestRecord"},
