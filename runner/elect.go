@@ -56,7 +56,9 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 				_ = sub.Close()
 				sub, notices = nil, nil
 			}
-			return r.hold(ctx, log, start, lk, recorded)
+			sess := r.openSession(ctx, log, lk)
+			defer sess.Close()
+			return r.hold(sess, log, start, recorded)
 		}
 		switch {
 		case ctx.Err() != nil:

@@ -18,13 +18,39 @@ import (
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
 )
 
-// hold is steps 5 (taken) to 9: double check, cooldown, fencing token, keeper, tasks, record, release.
-func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk *lock.Lock, recorded string) (Result, error) {
-	defer func() {
-		if rerr := lk.Release(ctx); rerr != nil {
-			log.Warn("could not release the lock; it expires by itself", "err", rerr)
-		}
-	}()
+// session is the holder's ownership of the lock, from Obtain to release: the keeper, the listener for
+// unlock --force, and the release, ended by one Close once the tasks are gone. Every invariant about
+// the lock's lifetime is kept here rather than spread over the run.
+type session struct {
+	lk *lock.Lock
+	// ctx is the run under the lock: cancelled by a signal (the parent's cause) or when the lock is lost
+	// or the holder is asked to stop (a cause wrapping lock.ErrLost).
+	ctx        context.Context
+	stopKeeper func()
+	stopListen func()
+	log        *slog.Logger
+}
+
+// openSession starts keeping the lock just taken, and listening for a stop notice.
+func (r *Runner) openSession(ctx context.Context, log *slog.Logger, lk *lock.Lock) *session {
+	runCtx, stopKeeper := lk.Keep(ctx, log)
+	return &session{lk: lk, ctx: runCtx, stopKeeper: stopKeeper, stopListen: r.listenForStop(ctx, log, lk), log: log}
+}
+
+// Close ends the session: it must be called only once the tasks are gone. It stops listening, stops
+// the keeper and releases the lock (unless it was lost: then it is someone else's).
+func (s *session) Close() {
+	s.stopListen()
+	s.stopKeeper()
+	if err := s.lk.Release(s.ctx); err != nil {
+		s.log.Warn("could not release the lock; it expires by itself", "err", err)
+	}
+}
+
+// hold is steps 5 (taken) to 9 under the session's lock: double check, cooldown, fencing token, tasks,
+// record. The caller closes the session (release) after it.
+func (r *Runner) hold(sess *session, log *slog.Logger, start time.Time, recorded string) (Result, error) {
+	ctx, lk := sess.ctx, sess.lk
 	target := r.cfg.Version
 	v, err := r.rdb.Get(ctx, r.keys.Version).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
@@ -55,9 +81,7 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, start time.Time, lk
 		return Result{}, redisErr(ctx, "take a fencing token", err)
 	}
 	log = log.With("holder", r.cfg.Holder, "fencing_token", token)
-	runCtx, stopKeeper := lk.Keep(ctx, log)
-	defer stopKeeper()
-	defer r.listenForStop(ctx, log, lk)()
+	runCtx := ctx
 
 	done, err := r.resume(runCtx, lk, token)
 	if err != nil {

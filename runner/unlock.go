@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
@@ -44,13 +45,11 @@ func (r *Runner) Unlock(ctx context.Context, force bool) (UnlockResult, error) {
 	}
 	h := lock.ParseValue(value)
 	ttl := time.Duration(h.LockTTLMillis) * time.Millisecond
-	if ttl <= 0 {
-		ttl = r.cfg.LockTTL
-	}
 	res := UnlockResult{Holder: &h}
 	// Refreshed within the last keeper interval (TTL/3), with half an interval of slack for a refresh
-	// that is late or retried.
-	alive := pttl > ttl/2
+	// that is late or retried. A lock value without the holder's TTL was not written by a keeper of
+	// this version (an older gate, or by hand): it is treated as stuck, as unlock always did.
+	alive := ttl > 0 && pttl > ttl/2
 	if alive && !force {
 		return res, fmt.Errorf("%w: holder %s refreshed its lock %s ago (TTL %s): removing it would let a second holder run beside it; "+
 			"use unlock --force to ask it to stop first", ErrHolderAlive, h.Holder, (ttl - pttl).Round(time.Millisecond), ttl)
@@ -61,7 +60,15 @@ func (r *Runner) Unlock(ctx context.Context, force bool) (UnlockResult, error) {
 			return res, err
 		}
 	}
-	removed, err := r.locker.ReleaseIf(ctx, value)
+	var removed bool
+	if alive {
+		// The holder did not answer: remove its lock only if it is still the same one.
+		removed, err = r.locker.ReleaseIf(ctx, value)
+	} else {
+		var v string
+		v, err = r.locker.ForceRelease(ctx)
+		removed = v != ""
+	}
 	if err != nil {
 		return res, err
 	}
@@ -100,7 +107,11 @@ func (r *Runner) stopHolder(ctx context.Context, h lock.Holder, value string, tt
 // listenForStop makes the holder stop when unlock --force asks it to: its tasks are killed, nothing is
 // recorded, and the lock is released once they are gone. The returned function ends the listening.
 func (r *Runner) listenForStop(ctx context.Context, log *slog.Logger, lk *lock.Lock) func() {
-	sub := r.rdb.Subscribe(ctx, r.keys.Events)
+	// By pattern (the channel's exact name, escaped), so that PUBSUB NUMSUB still counts the waiters only.
+	sub := r.rdb.PSubscribe(ctx, globEscape(r.keys.Events))
+	if _, err := sub.Receive(ctx); err != nil && ctx.Err() == nil {
+		log.Warn("could not listen for unlock --force: a stop notice will not reach this holder", "err", err)
+	}
 	go func() {
 		for m := range sub.Channel() {
 			var n Notice
@@ -114,4 +125,16 @@ func (r *Runner) listenForStop(ctx context.Context, log *slog.Logger, lk *lock.L
 		}
 	}()
 	return func() { _ = sub.Close() }
+}
+
+// globEscape escapes the glob characters of a channel name, so that it matches only itself as a pattern.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if strings.ContainsRune(`*?[]\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
 )
@@ -46,7 +47,7 @@ func TestUnlockForceStopsTheHolderAndWaitsForItsRelease(t *testing.T) {
 	r, logs := h.runner([]tasks.Spec{stubbornTask(t, dir, 60*ttl)})
 	done := start(context.Background(), r)
 	waitStarted(t, dir)
-	waitForSubscriber(t, h, 1)
+	redistest.Eventually(t, 10*time.Second, func() bool { return h.rdb.PubSubNumPat(context.Background()).Val() >= 1 }, "the holder does not listen for a stop notice")
 	u, _ := h.runner(nil)
 	res, err := u.Unlock(context.Background(), true)
 	if err != nil || !res.Stopped || res.Holder == nil {
@@ -72,5 +73,11 @@ func TestUnlockRemovesAStuckLockAtOnce(t *testing.T) {
 	res, err := u.Unlock(context.Background(), false)
 	if err != nil || res.Holder == nil || res.Holder.Holder != "dead-pod" || h.exists(h.keys.Lock) {
 		t.Fatalf("unlock of a stuck lock = %+v, %v; lock exists %t", res, err, h.exists(h.keys.Lock))
+	}
+}
+
+func TestGlobEscapeMatchesOnlyTheChannel(t *testing.T) {
+	if got := globEscape(`{a*b?}[c]\d`); got != `{a\*b\?}\[c\]\\d` {
+		t.Errorf("globEscape = %q", got)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -66,15 +65,14 @@ func decodeExec(node *yaml.Node, _ LoadContext) (Task, error) {
 
 // Run starts the command and waits for it, or for ctx.
 func (e *Exec) Run(ctx context.Context, env Env) error {
-	cmd := exec.Command(e.Command[0], e.Command[1:]...)
+	// A gate killed with SIGKILL takes its command's whole tree along (outside a container nothing else
+	// would), so that the next holder never runs the same task beside an orphan: see supervise.go.
+	cmd, lifeline, err := supervisedCommand(e.Command)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", e.Command[0], err)
+	}
+	defer lifeline.Close()
 	cmd.Dir = e.Dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	// A gate killed with SIGKILL takes its command along (outside a container nothing else would), so
-	// that the next holder never runs the same task beside an orphan. The death signal is tied to
-	// the thread that starts the command: keep this goroutine on it until the command is reaped.
-	setDeathSignal(cmd.SysProcAttr)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	cmd.Env = os.Environ()
 	for k, v := range e.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
@@ -90,7 +88,9 @@ func (e *Exec) Run(ctx context.Context, env Env) error {
 	if err != nil {
 		return fmt.Errorf("start %s: %w", e.Command[0], err)
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	_ = cmd.ExtraFiles[0].Close() // the lifeline's read end is the supervisor's now
+	if err != nil {
 		out.abort()
 		return fmt.Errorf("start %s: %w", e.Command[0], err)
 	}
@@ -98,11 +98,21 @@ func (e *Exec) Run(ctx context.Context, env Env) error {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	pgid := -cmd.Process.Pid
+	// killTree has the supervisor SIGKILL the command's whole tree and reap it, then exit; the
+	// supervisor's own group is SIGKILLed only if it does not exit in time.
+	killTree := func() {
+		_ = lifeline.Close()
+		select {
+		case <-done:
+		case <-time.After(drainWait):
+			_ = syscall.Kill(pgid, syscall.SIGKILL)
+			<-done
+		}
+	}
 
 	select {
 	case err := <-done:
-		// Whatever the command left running in its group goes with it.
-		_ = syscall.Kill(pgid, syscall.SIGKILL)
+		// The supervisor killed whatever the command left running before it exited.
 		out.drain()
 		if err != nil {
 			return fmt.Errorf("%s: %w", e.Command[0], err)
@@ -114,27 +124,25 @@ func (e *Exec) Run(ctx context.Context, env Env) error {
 	if grace <= 0 {
 		grace = DefaultGracePeriod
 	}
-	// A lock already lost gets no grace period: the next holder may be starting this very task.
 	select {
 	case <-env.LockLost:
-		_ = syscall.Kill(pgid, syscall.SIGKILL)
+		// A lock already lost gets no grace period: the next holder may be starting this very task.
+		killTree()
 	default:
+		// The supervisor passes SIGTERM on to the command's process group.
 		_ = syscall.Kill(pgid, syscall.SIGTERM)
+		timer := time.NewTimer(grace)
+		defer timer.Stop()
+		select {
+		case <-done:
+		case <-timer.C:
+			env.Logger.Warn("task did not stop after SIGTERM, sending SIGKILL", "grace_period", grace.String())
+			killTree()
+		case <-env.LockLost:
+			env.Logger.Warn("lock lost while the task winds down, sending SIGKILL")
+			killTree()
+		}
 	}
-	timer := time.NewTimer(grace)
-	defer timer.Stop()
-	select {
-	case <-done:
-	case <-timer.C:
-		env.Logger.Warn("task did not stop after SIGTERM, sending SIGKILL", "grace_period", grace.String())
-		_ = syscall.Kill(pgid, syscall.SIGKILL)
-		<-done
-	case <-env.LockLost:
-		env.Logger.Warn("lock lost while the task winds down, sending SIGKILL")
-		_ = syscall.Kill(pgid, syscall.SIGKILL)
-		<-done
-	}
-	_ = syscall.Kill(pgid, syscall.SIGKILL)
 	out.drain()
 	return fmt.Errorf("%s stopped: %w", e.Command[0], context.Cause(ctx))
 }

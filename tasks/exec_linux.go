@@ -2,5 +2,9 @@ package tasks
 
 import "syscall"
 
-// setDeathSignal has the kernel SIGKILL the command when the gate dies.
-func setDeathSignal(a *syscall.SysProcAttr) { a.Pdeathsig = syscall.SIGKILL }
+// prSetChildSubreaper is PR_SET_CHILD_SUBREAPER from linux/prctl.h.
+const prSetChildSubreaper = 36
+
+// setSubreaper makes the supervisor adopt the orphans of its command's tree, so that it can find and
+// kill those that left the process group.
+func setSubreaper() { _, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0) }

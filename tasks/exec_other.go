@@ -2,7 +2,6 @@
 
 package tasks
 
-import "syscall"
-
-// setDeathSignal does nothing where the kernel has no parent-death signal.
-func setDeathSignal(*syscall.SysProcAttr) {}
+// setSubreaper does nothing where the kernel has no child subreaper: the supervisor still kills the
+// command's process group when the gate dies.
+func setSubreaper() {}
