@@ -107,4 +107,13 @@ var mutants = []mutant{
 	{Name: "permanent Redis errors: READONLY and OOM look like Redis unreachable",
 		File: "runner/errors.go", Old: "\tcase redisconn.Unwritable:\n", New: "\tcase -1:\n",
 		Pkg: "./runner", Run: "TestPermanentRedisErrors"},
+	{Name: "supervisor: a SIGKILLed gate leaves its task's tree running",
+		File: "tasks/supervise.go", Old: "\t\tcase <-lifeline:\n", New: "\t\tcase <-make(chan struct{}):\n",
+		Pkg: ".", Run: "TestSIGKILLedHolderTakesItsTasksWholeTreeAlong"},
+	{Name: "supervisor: processes that left the task's group are not killed",
+		File: "tasks/supervise.go", Old: "\t\tfor _, pid := range descendants(os.Getpid()) {\n\t\t\t_ = syscall.Kill(pid, syscall.SIGKILL)\n\t\t}\n", New: "",
+		Pkg: ".", Run: "TestSIGKILLedHolderTakesItsTasksWholeTreeAlong"},
+	{Name: "supervisor: orphaned grandchildren escape to init instead of the supervisor",
+		File: "tasks/supervise.go", Old: "\tsetSubreaper()\n", New: "",
+		Pkg: ".", Run: "TestSIGKILLedHolderTakesItsTasksWholeTreeAlong"},
 }
