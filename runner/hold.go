@@ -112,9 +112,10 @@ func (r *Runner) hold(sess *session, log *slog.Logger, start time.Time, recorded
 	r.crashPoint(runCtx, "before-record")
 	entry.Finished, entry.Outcome = time.Now().UTC(), OutcomeSucceeded
 	ok, err := record(runCtx, r.wdb, r.keys, lk, entry)
-	if err != nil {
+	if err != nil && permanent("record", err) == nil && !redisconn.IsAuthError(err) {
 		// The outcome is unknown (a timeout, a broken connection, the run cancelled while waiting for the
-		// reply): the record may have run. Never retried blindly; what Redis holds is the answer.
+		// reply): the record may have run. Never retried blindly; what Redis holds is the answer. (A
+		// refusal is no unknown outcome: Redis ran nothing.)
 		ok, err = r.recordedUnder(ctx, log, token, err)
 	}
 	if err == nil && !ok {

@@ -41,6 +41,10 @@ func init() {
 func supervisedCommand(argv []string) (*exec.Cmd, *os.File, error) {
 	self, err := os.Executable()
 	if err != nil {
+		// No /proc (a bare root): the path the gate was started by.
+		self, err = exec.LookPath(os.Args[0])
+	}
+	if err != nil {
 		return nil, nil, fmt.Errorf("find the gate's own binary to supervise the command: %w", err)
 	}
 	name := argv[0]

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // serverError is a reply error as go-redis returns it.
@@ -32,6 +34,34 @@ func TestClassifyNamesPermanentRedisErrors(t *testing.T) {
 	for _, c := range cases {
 		if got := Classify(c.err); got != c.want {
 			t.Errorf("Classify(%v) = %d, want %d", c.err, got, c.want)
+		}
+	}
+}
+
+// The client of the holder's writes never retries a command on its own, in every mode: a retried write
+// whose first try ran would be a second write.
+func TestWriteClientNeverRetries(t *testing.T) {
+	for _, tc := range []struct{ url, mode string }{
+		{"redis://redis:6379/0", "auto"},
+		{"redis://s1:26379?master_name=m", "auto"},
+		{"redis://n1:7000?addr=n2:7001", "cluster"},
+	} {
+		target, err := Parse(Settings{URL: tc.url, Mode: tc.mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := target.NewWriteClient()
+		var retries int
+		switch c := c.(type) {
+		case *redis.Client:
+			retries = c.Options().MaxRetries
+		case *redis.ClusterClient:
+			retries = c.Options().MaxRetries
+		}
+		_ = c.Close()
+		// go-redis turns -1 into 0 retries.
+		if retries > 0 {
+			t.Errorf("%s (%s): the write client retries %d times", tc.url, tc.mode, retries)
 		}
 	}
 }
