@@ -5,6 +5,7 @@
 // per mutant and exits 1 when any survives, or when one no longer applies to the code.
 //
 //	go run ./scripts/mutate [-run REGEXP] [-timeout 5m]
+//	go run ./scripts/mutate -check   (only that every mutant still applies: fast, run by .ci/run)
 package main
 
 import (
@@ -34,7 +35,11 @@ type mutant struct {
 func main() {
 	only := flag.String("run", "", "only the mutants whose name matches this regular expression")
 	timeout := flag.Duration("timeout", 5*time.Minute, "longest test run of one mutant")
+	check := flag.Bool("check", false, "only check that every mutant applies to the code, without running tests")
 	flag.Parse()
+	if *check {
+		os.Exit(checkAll())
+	}
 	filter := regexp.MustCompile(*only)
 	tmp, err := os.MkdirTemp("", "mutate-")
 	if err != nil {
@@ -99,6 +104,22 @@ func try(tmp string, i int, m mutant, timeout time.Duration) (string, string) {
 		return "SURVIVED", "no test of " + m.Pkg + " -run '" + m.Run + "' failed"
 	}
 	return "killed", "by " + strings.Join(failed(out), ", ")
+}
+
+// checkAll reports every mutant whose code no longer occurs exactly once, and returns the exit code.
+func checkAll() int {
+	code := 0
+	for _, m := range mutants {
+		src, err := os.ReadFile(m.File)
+		if n := bytes.Count(src, []byte(m.Old)); err != nil || n != 1 {
+			fmt.Printf("STALE    %s: the code to mutate occurs %d times in %s %v\n", m.Name, n, m.File, err)
+			code = 1
+		}
+	}
+	if code == 0 {
+		fmt.Printf("%d mutants apply to the code\n", len(mutants))
+	}
+	return code
 }
 
 // failed returns the names of the failed tests in go test's output.
