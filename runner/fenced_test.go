@@ -73,3 +73,19 @@ func TestARecordRefusedByTheFenceIsALostLockNotASuccess(t *testing.T) {
 		t.Errorf("version %q recorded by a holder that lost its lock", v)
 	}
 }
+
+func TestATaskThatReturnsNilAfterItsTimeoutIsATaskFailure(t *testing.T) {
+	h := newHarness(t)
+	// A task that stops when told to but reports success: what it did after its timeout is not a finish.
+	slow := spec("slow", func(ctx context.Context, _ tasks.Env) error { <-ctx.Done(); return nil })
+	slow.Timeout = 50 * time.Millisecond
+	r, _ := h.runner([]tasks.Spec{slow})
+	_, err := r.Run(context.Background())
+	var te *TaskError
+	if !errors.As(err, &te) || te.Task != "slow" {
+		t.Fatalf("Run = %v, want the task slow failed (timed out)", err)
+	}
+	if v := h.get(h.keys.Version); v != "" {
+		t.Errorf("version %q recorded after a task that ran past its timeout", v)
+	}
+}
