@@ -89,3 +89,20 @@ func TestATaskThatReturnsNilAfterItsTimeoutIsATaskFailure(t *testing.T) {
 		t.Errorf("version %q recorded after a task that ran past its timeout", v)
 	}
 }
+
+func TestAProgressWriteRefusedByTheFenceStopsTheRunBeforeTheNextTask(t *testing.T) {
+	h := newHarness(t)
+	var secondRan bool
+	r, _ := h.runner([]tasks.Spec{
+		// Taken over while the first task runs, before the keeper (every 10s) looks.
+		spec("t1", func(context.Context, tasks.Env) error { h.holdLockExternally(30 * time.Second); return nil }),
+		spec("t2", func(context.Context, tasks.Env) error { secondRan = true; return nil }),
+	}, "MAINTENANCE_LOCK_TTL", "30s")
+	_, err := r.Run(context.Background())
+	if !errors.Is(err, lock.ErrLost) {
+		t.Errorf("Run = %v, want ErrLost (exit 4): the progress write was refused", err)
+	}
+	if secondRan {
+		t.Error("t2 ran after the lock was taken over: a refused progress write must stop the run")
+	}
+}
