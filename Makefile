@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN     := bin/peerdb-maintenance
 export PATH := $(shell go env GOPATH)/bin:$(PATH)
 
-.PHONY: build run test bench image chart-readme release-snapshot release-check lint-workflows clean
+.PHONY: build run test chaos mutate bench image chart-readme release-snapshot release-check lint-workflows clean
 
 ## build: the static binary, exactly as the Dockerfile builds it
 build:
@@ -18,6 +18,18 @@ run: build
 ## test: install what the tests need when missing, then check formatting, vet, and run every test with the race detector
 test:
 	scripts/test.sh
+
+SEED     ?= 1
+DURATION ?= 2m
+ROUND    ?= 0
+
+## chaos: replicas of the built gate under a seeded schedule of faults, checked from outside (SEED, DURATION; ROUND replays one round)
+chaos:
+	go test -tags chaos -count=1 -v -timeout 0 -run TestChaos ./internal/chaos -args -chaos.seed=$(SEED) -chaos.duration=$(DURATION) -chaos.round=$(ROUND)
+
+## mutate: every safeguard deleted in turn must fail a test (hand-made mutants, then gremlins over runner/ and lock/)
+mutate:
+	scripts/mutate.sh
 
 ## bench: measure fast path, startup storm, takeover, size and memory against their targets; writes BENCHMARKS.md (needs redis-server)
 bench:

@@ -32,6 +32,11 @@ func TestUnlockRefusesALiveHolder(t *testing.T) {
 	if !errors.Is(err, ErrHolderAlive) || res.Holder == nil || res.Holder.Holder != "test-holder" {
 		t.Fatalf("unlock of a live holder = %+v, %v; want ErrHolderAlive naming it", res, err)
 	}
+	// Refused at once, from the lock's own TTL (when the holder last refreshed), not after waiting for
+	// a refresh to show.
+	if !strings.Contains(err.Error(), " ago (TTL ") {
+		t.Errorf("unlock of a live holder: %v; want an immediate refusal saying when the holder refreshed", err)
+	}
 	if !h.exists(h.keys.Lock) {
 		t.Fatal("unlock removed a live holder's lock")
 	}

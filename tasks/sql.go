@@ -31,6 +31,10 @@ type SQL struct {
 	backoff backoff
 }
 
+// FencingTokenSetting is the session setting that holds the holder's fencing token inside an sql
+// task's transaction (set with set_config(..., true), so it ends with the transaction).
+const FencingTokenSetting = "peerdb_maintenance.fencing_token"
+
 // sqlScript is one unit sent to the server: an inline statement or a whole file.
 type sqlScript struct {
 	source string // "statements[1]" or the file's path
@@ -178,6 +182,12 @@ func (s *SQL) Run(ctx context.Context, env Env) error {
 	}()
 	if _, err := conn.Exec(ctx, "BEGIN").ReadAll(); err != nil {
 		return s.interrupted(ctx, "begin transaction", err)
+	}
+	// The fencing token as a session setting local to the transaction, so that statements (or the
+	// triggers and functions they call) can refuse a stale writer: current_setting('peerdb_maintenance.fencing_token').
+	token := []byte(strconv.FormatInt(env.FencingToken, 10))
+	if err := conn.ExecParams(ctx, "SELECT set_config($1, $2, true)", [][]byte{[]byte(FencingTokenSetting), token}, nil, nil, nil).Read().Err; err != nil {
+		return s.interrupted(ctx, "set "+FencingTokenSetting, err)
 	}
 	for i, sc := range s.scripts {
 		label := fmt.Sprintf("statement %d of %d (%s)", i+1, len(s.scripts), sc.source)

@@ -49,6 +49,31 @@ func TestSQL(t *testing.T) {
 		}
 	})
 
+	t.Run("statements read the fencing token from the session setting", func(t *testing.T) {
+		db := pg.NewDatabase(t)
+		pg.QueryIn(t, db, "CREATE TABLE fence (token bigint)")
+		s := loadSQL(t, `{dsn_env: CATALOG_DSN, statements: ["INSERT INTO fence SELECT current_setting('peerdb_maintenance.fencing_token')::bigint"]}`, dsnEnv(db))
+		env, _ := runEnv(t, nil)
+		env.FencingToken = 1<<62 + 7 // exact above 2^53
+		if err := s.Run(context.Background(), env); err != nil {
+			t.Fatal(err)
+		}
+		if got := pg.QueryIn(t, db, "SELECT token FROM fence")[0][0]; got != strconv.FormatInt(env.FencingToken, 10) {
+			t.Fatalf("the statement saw fencing token %s, want %d", got, env.FencingToken)
+		}
+	})
+
+	t.Run("a stale writer is refused by a fence the statements keep", func(t *testing.T) {
+		db := pg.NewDatabase(t)
+		pg.QueryIn(t, db, "CREATE TABLE fence (token bigint); INSERT INTO fence VALUES (50)")
+		s := loadSQL(t, `{dsn_env: CATALOG_DSN, statements: ["UPDATE fence SET token = current_setting('peerdb_maintenance.fencing_token')::bigint WHERE token < current_setting('peerdb_maintenance.fencing_token')::bigint", "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM fence WHERE token = current_setting('peerdb_maintenance.fencing_token')::bigint) THEN RAISE EXCEPTION 'stale fencing token'; END IF; END $$"]}`, dsnEnv(db))
+		env, _ := runEnv(t, nil) // token 42, older than the 50 the store has seen
+		err := s.Run(context.Background(), env)
+		if err == nil || !strings.Contains(err.Error(), "stale fencing token") {
+			t.Fatalf("a holder with token 42 after 50 was not refused: %v", err)
+		}
+	})
+
 	t.Run("files run in order, each file holding several statements", func(t *testing.T) {
 		db := pg.NewDatabase(t)
 		dir := t.TempDir()

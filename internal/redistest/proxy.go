@@ -10,6 +10,8 @@ import (
 // Proxy is a loopback TCP proxy in front of a server that can stop forwarding (Stall) and start again
 // (Resume), like a network that silently drops traffic for a while: connections stay open, nothing
 // arrives, and what was sent during the stall is delivered after it, as TCP retransmission would.
+// DropReplies lets commands reach the server and loses its replies, so that a client cannot know
+// whether a write happened; Resume then resets the connections that lost a reply.
 type Proxy struct {
 	// Addr is the proxy's own 127.0.0.1:port.
 	Addr   string
@@ -21,9 +23,12 @@ type Proxy struct {
 	stalled bool
 	replies chan struct{} // the same for replies only (StallReplies)
 	held    bool
-	conns   map[net.Conn]struct{}
-	closed  chan struct{}
-	wg      sync.WaitGroup
+	// dropping: replies are discarded (DropReplies); lossy: client connections that lost one.
+	dropping bool
+	lossy    map[net.Conn]struct{}
+	conns    map[net.Conn]struct{}
+	closed   chan struct{}
+	wg       sync.WaitGroup
 }
 
 // StartProxy listens on a free loopback port and forwards every connection to target (host:port).
@@ -35,7 +40,7 @@ func StartProxy(t testing.TB, target string) *Proxy {
 		t.Fatalf("proxy: listen: %v", err)
 	}
 	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, flowing: make(chan struct{}), replies: make(chan struct{}),
-		conns: map[net.Conn]struct{}{}, closed: make(chan struct{})}
+		conns: map[net.Conn]struct{}{}, lossy: map[net.Conn]struct{}{}, closed: make(chan struct{})}
 	close(p.flowing)
 	close(p.replies)
 	p.wg.Add(1)
@@ -68,7 +73,8 @@ func (p *Proxy) StallReplies() {
 	}
 }
 
-// Resume forwards again, delivering what was held during the stall first.
+// Resume forwards again, delivering what was held during a stall first, and closes the connections
+// that lost a reply, as a client that saw a broken stream would.
 func (p *Proxy) Resume() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -80,6 +86,28 @@ func (p *Proxy) Resume() {
 		p.held = false
 		close(p.replies)
 	}
+	p.dropping = false
+	for c := range p.lossy {
+		_ = c.Close()
+	}
+	clear(p.lossy)
+}
+
+// DropReplies forwards commands to the server but discards its replies, until Resume.
+func (p *Proxy) DropReplies() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dropping = true
+}
+
+// drop reports whether a reply for client must be discarded, and remembers that client lost one.
+func (p *Proxy) drop(client net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dropping {
+		p.lossy[client] = struct{}{}
+	}
+	return p.dropping
 }
 
 // Close stops listening and closes every connection. Closing twice does nothing.
@@ -149,6 +177,8 @@ func (p *Proxy) pipe(dst, src net.Conn, replies bool) {
 		p.mu.Lock()
 		delete(p.conns, dst)
 		delete(p.conns, src)
+		delete(p.lossy, dst)
+		delete(p.lossy, src)
 		p.mu.Unlock()
 	}()
 	buf := make([]byte, 32<<10)
@@ -157,7 +187,7 @@ func (p *Proxy) pipe(dst, src net.Conn, replies bool) {
 		if !p.waitFlowing(replies) {
 			return
 		}
-		if n > 0 {
+		if n > 0 && !(replies && p.drop(dst)) {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}

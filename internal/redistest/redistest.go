@@ -128,6 +128,19 @@ func (s *Server) Kill() {
 	<-s.done
 }
 
+// Signal sends sig to the server process (SIGSTOP and SIGCONT freeze and thaw it, as a stalled host
+// would). Signalling a server that is not running does nothing.
+func (s *Server) Signal(sig os.Signal) {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-s.done:
+	default:
+		_ = s.cmd.Process.Signal(sig)
+	}
+}
+
 // Restart kills the server and starts it again on the same port with the same arguments. Data is
 // lost, as after a crash of a Redis without persistence.
 func (s *Server) Restart() {

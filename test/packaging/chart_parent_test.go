@@ -87,3 +87,34 @@ func TestExampleChartNeverForcesInitContainers(t *testing.T) {
 		t.Errorf("the pre Job's MAINTENANCE_FORCE=%q, want true (hooks.pre.force)", v)
 	}
 }
+
+func TestExampleChartRefusesDryRunInInitContainer(t *testing.T) {
+	dir := exampleChart(t)
+	if _, gate := exampleInitContainer(t, renderExample(t, dir)); gate.env("MAINTENANCE_DRY_RUN") != nil {
+		t.Error("the init container sets MAINTENANCE_DRY_RUN: a dry run exits 0 and the main container starts with maintenance not done")
+	}
+	_, stderr, err := tryHelm(t, "template", exampleRelease, dir, "--namespace", "peerdb", "--set", "peerdb-maintenance.gate.dryRun=true")
+	if err == nil {
+		t.Fatal("gate.dryRun rendered an init container: every replica would exit 0 with maintenance not done")
+	}
+	for _, want := range []string{"gate.dryRun", "init container", "Job"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("the template error does not say %q:\n%s", want, stderr)
+		}
+	}
+}
+
+func TestChartDryRunReachesOnlyHookJobs(t *testing.T) {
+	r := renderChart(t, "hooks.yaml", "--set", "gate.dryRun=true")
+	for _, job := range r["Job"] {
+		if v, _ := job.pod().Containers[0].envSet("MAINTENANCE_DRY_RUN"); v != "true" {
+			t.Errorf("Job %s: MAINTENANCE_DRY_RUN=%q, want true (gate.dryRun)", job.Metadata.Name, v)
+		}
+	}
+	if len(r["Job"]) == 0 {
+		t.Fatal("hooks.yaml renders no Job")
+	}
+	if _, set := r.get(t, "Pod", testPodName).pod().Containers[0].envSet("MAINTENANCE_DRY_RUN"); set {
+		t.Error("the status test pod sets MAINTENANCE_DRY_RUN")
+	}
+}

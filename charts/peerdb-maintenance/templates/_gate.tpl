@@ -9,8 +9,13 @@ container. Call it from your own chart with this chart's values and your root co
 
 PEERDB_DEPLOYMENT_VERSION defaults to the appVersion of the context's chart, so your chart's version.
 MAINTENANCE_FORCE is never set here: in an init container every replica would run the tasks again.
+Neither is MAINTENANCE_DRY_RUN: a dry run exits 0, so the main container would start with maintenance not
+done. gate.dryRun set for an init container is a template error.
 */}}
 {{- define "peerdb-maintenance.initContainer" -}}
+{{- if .values.gate.dryRun }}
+{{- fail "peerdb-maintenance: gate.dryRun cannot be used by the init container: a dry run exits 0, so the main container would start with maintenance not done. Run the dry run as a Job instead (for example this chart alone with hooks.pre.enabled=true and gate.dryRun=true, or kubectl create job running peerdb-maintenance run --dry-run)" }}
+{{- end }}
 {{- include "peerdb-maintenance.container" (dict
     "values" .values
     "context" .context
@@ -53,6 +58,7 @@ peerdb-maintenance.container renders one container item running the gate, from a
   tasksKey         key of the task file in that ConfigMap
   redisSecret      Secret holding redis-url when redis.existingSecret is empty (default: the chart's)
   force            set MAINTENANCE_FORCE (hook Jobs only)
+  dryRun           set MAINTENANCE_DRY_RUN (hook Jobs only)
   args             container arguments (default none: the run command)
 */}}
 {{- define "peerdb-maintenance.container" -}}
@@ -113,8 +119,10 @@ peerdb-maintenance.container renders one container item running the gate, from a
       value: {{ $v.gate.downgrade | quote }}
     - name: MAINTENANCE_FAILURE_COOLDOWN
       value: {{ $v.gate.failureCooldown | quote }}
+    {{- if .dryRun }}
     - name: MAINTENANCE_DRY_RUN
-      value: {{ $v.gate.dryRun | toString | quote }}
+      value: "true"
+    {{- end }}
     {{- if .tasksConfigMap }}
     - name: MAINTENANCE_TASKS_FILE
       value: {{ printf "/etc/peerdb-maintenance/tasks/%s" .tasksKey | quote }}

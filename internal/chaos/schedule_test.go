@@ -1,0 +1,130 @@
+//go:build chaos
+
+package chaos
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+)
+
+// kind is one fault the schedule can inject.
+type kind string
+
+const (
+	killHolder   kind = "sigkill-holder"        // SIGKILL of the replica whose task runs; restarted later
+	killWaiter   kind = "sigkill-waiter"        // SIGKILL of another replica; restarted later
+	termHolder   kind = "sigterm-holder"        // SIGTERM of the replica whose task runs; restarted after it exits
+	termWaiter   kind = "sigterm-waiter"        // SIGTERM of another replica
+	redisStop    kind = "redis-sigstop"         // SIGSTOP of redis-server, SIGCONT after dur
+	redisRestart kind = "redis-restart"         // SIGKILL and start of redis-server (append-only file kept)
+	clientPause  kind = "client-pause"          // CLIENT PAUSE dur ALL
+	proxyDelay   kind = "proxy-delay"           // the holder's connection holds every byte for dur, then delivers it
+	proxyDrop    kind = "proxy-drop"            // the holder's commands reach Redis, their replies are lost for dur
+	slowRecord   kind = "reply-delay-at-record" // once the last task ended, the holder's replies are held for dur
+	lostRecord   kind = "reply-drop-at-record"  // once the last task ended, the holder's replies are lost for dur
+	unlock       kind = "unlock"                // peerdb-maintenance unlock
+	unlockForce  kind = "unlock-force"          // peerdb-maintenance unlock --force
+	versionSHA   kind = "version-non-semver"    // the recorded version is set to a non-semver value from outside, then the holder is SIGKILLed
+	versionNewer kind = "version-newer"         // the recorded version is set to a newer semver from outside
+)
+
+// weighted lists the faults with how often the schedule picks each.
+var weighted = []struct {
+	k kind
+	w int
+}{
+	{killHolder, 4}, {killWaiter, 2}, {termHolder, 4}, {termWaiter, 2}, {redisStop, 3}, {redisRestart, 2},
+	{clientPause, 3}, {proxyDelay, 3}, {proxyDrop, 3}, {slowRecord, 2}, {lostRecord, 2}, {unlock, 2}, {unlockForce, 2},
+	{versionSHA, 1}, {versionNewer, 1},
+}
+
+// event is one planned fault: at its offset from the round's start, for dur where it lasts.
+type event struct {
+	at   time.Duration
+	kind kind
+	dur  time.Duration
+}
+
+// taskPlan is one exec task of a round's task file.
+type taskPlan struct {
+	name       string
+	beats      int  // heartbeats, one every 100ms, before the task ends
+	ignoreTerm bool // trap '' TERM: only SIGKILL stops it
+	fork       bool // a grandchild that beats until its parent kills it
+	when       bool // when: {from: "<1000.0.0"}: true for every semver previous version, unevaluable for others
+}
+
+// round is what one round of the schedule does, all drawn from the seed and the round number.
+type round struct {
+	n        int
+	version  string
+	replicas int
+	ttl      time.Duration
+	grace    time.Duration
+	tasks    []taskPlan
+	events   []event
+}
+
+// plan draws round n of seed's schedule.
+func plan(seed uint64, n, replicas int) round {
+	rng := rand.New(rand.NewPCG(seed, uint64(n)))
+	r := round{n: n, version: fmt.Sprintf("1.%d.0", n), replicas: replicas,
+		ttl: time.Duration(1500+500*rng.IntN(4)) * time.Millisecond}
+	// A grace period longer than the lock: only a keeper that bounds it by the lock keeps the tasks apart.
+	r.grace = r.ttl * 2
+	for i := range 2 + rng.IntN(2) {
+		r.tasks = append(r.tasks, taskPlan{name: fmt.Sprintf("t%d", i+1), beats: 3 + rng.IntN(10),
+			ignoreTerm: rng.IntN(2) == 0, fork: rng.IntN(3) == 0, when: i == 1})
+	}
+	total := 0
+	for _, w := range weighted {
+		total += w.w
+	}
+	for range 1 + rng.IntN(4) {
+		pick, k := rng.IntN(total), kind("")
+		for _, w := range weighted {
+			if pick < w.w {
+				k = w.k
+				break
+			}
+			pick -= w.w
+		}
+		e := event{at: time.Duration(rng.IntN(4000)) * time.Millisecond, kind: k}
+		switch k {
+		case redisStop, clientPause, proxyDelay, proxyDrop:
+			// From well inside the keeper's interval to beyond the TTL.
+			e.dur = time.Duration(200+rng.IntN(int(r.ttl.Milliseconds()*2))) * time.Millisecond
+		case slowRecord, lostRecord:
+			// Beyond the replicas' read timeout, so that the record's outcome is unknown to the holder.
+			e.dur = readTimeout + time.Duration(100+rng.IntN(int(r.ttl.Milliseconds())))*time.Millisecond
+		}
+		r.events = append(r.events, e)
+	}
+	slices.SortStableFunc(r.events, func(a, b event) int { return int(a.at - b.at) })
+	return r
+}
+
+// tampered reports whether the round changes the recorded version from outside, so that its own
+// version is not expected to be recorded.
+func (r round) tampered() bool {
+	return slices.ContainsFunc(r.events, func(e event) bool { return e.kind == versionSHA || e.kind == versionNewer })
+}
+
+func (r round) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "round %d: version %s, %d replicas, MAINTENANCE_LOCK_TTL=%s, grace_period=%s\n", r.n, r.version, r.replicas, r.ttl, r.grace)
+	for _, t := range r.tasks {
+		fmt.Fprintf(&b, "  task %s: %d beats, ignores SIGTERM %t, forks a grandchild %t, when.from %t\n", t.name, t.beats, t.ignoreTerm, t.fork, t.when)
+	}
+	for _, e := range r.events {
+		fmt.Fprintf(&b, "  at %6dms %s", e.at.Milliseconds(), e.kind)
+		if e.dur > 0 {
+			fmt.Fprintf(&b, " for %dms", e.dur.Milliseconds())
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
