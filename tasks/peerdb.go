@@ -43,8 +43,8 @@ const (
 	defaultStallAfter    = time.Minute
 )
 
-// PeerDB drives PeerDB's flow-api through its HTTP gateway (../shared/peerdb-flow-api describes the
-// real one):
+// PeerDB drives PeerDB's flow-api through its HTTP gateway (internal/flowapitest/testdata/recordings holds
+// exchanges recorded from a real one):
 //
 //   - wait-ready polls GET /v1/version until flow-api answers;
 //   - maintenance-start posts MAINTENANCE_STATUS_START (usePeerflowTaskQueue per task_queue), polls the
