@@ -78,21 +78,12 @@ func (l *Locker) Obtain(ctx context.Context, h Holder) (*Lock, error) {
 
 // Read returns the current holder and the lock's remaining TTL; nil when nobody holds it.
 func (l *Locker) Read(ctx context.Context) (*Holder, time.Duration, error) {
-	var get *redis.StringCmd
-	var pttl *redis.DurationCmd
-	_, err := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		get = p.Get(ctx, l.key)
-		pttl = p.PTTL(ctx, l.key)
-		return nil
-	})
-	if errors.Is(err, redis.Nil) {
-		return nil, 0, nil
+	v, pttl, err := l.ReadValue(ctx)
+	if err != nil || v == "" {
+		return nil, 0, err
 	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("lock: read: %w", err)
-	}
-	h := ParseValue(get.Val())
-	return &h, max(pttl.Val(), 0), nil
+	h := ParseValue(v)
+	return &h, max(pttl, 0), nil
 }
 
 // ReadValue returns the lock key's full value ("" when free) and its remaining TTL (negative when the key
