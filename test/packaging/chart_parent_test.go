@@ -90,7 +90,7 @@ func TestExampleChartNeverForcesInitContainers(t *testing.T) {
 
 func TestExampleChartRefusesDryRunInInitContainer(t *testing.T) {
 	dir := exampleChart(t)
-	if _, gate := exampleInitContainer(t, renderExample(t, dir)); gate.env("MAINTENANCE_DRY_RUN") != nil {
+	if _, gate := exampleInitContainer(t, renderExample(t, dir)); envVar(gate, "MAINTENANCE_DRY_RUN") != nil {
 		t.Error("the init container sets MAINTENANCE_DRY_RUN: a dry run exits 0 and the main container starts with maintenance not done")
 	}
 	_, stderr, err := tryHelm(t, "template", exampleRelease, dir, "--namespace", "peerdb", "--set", "peerdb-maintenance.gate.dryRun=true")
@@ -107,14 +107,14 @@ func TestExampleChartRefusesDryRunInInitContainer(t *testing.T) {
 func TestChartDryRunReachesOnlyHookJobs(t *testing.T) {
 	r := renderChart(t, "hooks.yaml", "--set", "gate.dryRun=true")
 	for _, job := range r["Job"] {
-		if v, _ := job.pod().Containers[0].envSet("MAINTENANCE_DRY_RUN"); v != "true" {
+		if v := envValue(&job.pod().Containers[0], "MAINTENANCE_DRY_RUN"); v != "true" {
 			t.Errorf("Job %s: MAINTENANCE_DRY_RUN=%q, want true (gate.dryRun)", job.Metadata.Name, v)
 		}
 	}
 	if len(r["Job"]) == 0 {
 		t.Fatal("hooks.yaml renders no Job")
 	}
-	if _, set := r.get(t, "Pod", testPodName).pod().Containers[0].envSet("MAINTENANCE_DRY_RUN"); set {
+	if envVar(&r.get(t, "Pod", testPodName).pod().Containers[0], "MAINTENANCE_DRY_RUN") != nil {
 		t.Error("the status test pod sets MAINTENANCE_DRY_RUN")
 	}
 }
