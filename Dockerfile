@@ -23,7 +23,7 @@ ARG TARGETOS
 ARG TARGETARCH
 RUN --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" -o /out/peerdb-maintenance .
+    go build -trimpath -buildvcs=false -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" -o /out/peerdb-maintenance .
 
 # distroless/static: CA certificates (for rediss:// and https tasks), tzdata, /etc/passwd with nonroot
 # (65532), no shell, no package manager.

@@ -9,7 +9,7 @@ export PATH := $(shell go env GOPATH)/bin:$(PATH)
 
 ## build: the static binary, exactly as the Dockerfile builds it
 build:
-	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
+	CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "$(LDFLAGS)" -o $(BIN) .
 
 ## run: run the gate once against a local Redis (found on 127.0.0.1:6379 or started), with a sample task
 run: build
