@@ -193,16 +193,7 @@ func decodeSpec(item *yaml.Node, n int, lc LoadContext) (Spec, []error) {
 		kind := known[0]
 		spec.Kind = kind
 		task, err := kinds[kind](fields[kind], lc)
-		for _, e := range flatten(err) {
-			var f *FieldError
-			if errors.As(e, &f) {
-				c := *f
-				c.Field = joinField(kind, f.Field)
-				errs = append(errs, &c)
-			} else {
-				errs = append(errs, &FieldError{Field: kind, Problem: e.Error()})
-			}
-		}
+		errs = append(errs, underField(kind, err)...)
 		spec.Task = task
 	}
 	return spec, placed(errs, label, item)
@@ -219,6 +210,23 @@ func placed(errs []*FieldError, task string, item *yaml.Node) []error {
 			e.Line, e.Column = n.Line, n.Column
 		}
 		out[i] = e
+	}
+	return out
+}
+
+// underField returns the problems joined in err, each named under parent and keeping its position
+// when it has one.
+func underField(parent string, err error) []*FieldError {
+	var out []*FieldError
+	for _, e := range flatten(err) {
+		var f *FieldError
+		if errors.As(e, &f) {
+			c := *f
+			c.Field = joinField(parent, f.Field)
+			out = append(out, &c)
+		} else {
+			out = append(out, &FieldError{Field: parent, Problem: e.Error()})
+		}
 	}
 	return out
 }

@@ -163,7 +163,12 @@ func decodeHeaders(nodes map[string]yaml.Node, lc LoadContext) (headerSet, []err
 func decodeHeaderSource(node *yaml.Node, name, field string, lc LoadContext) (headerField, error) {
 	var f headerSourceFields
 	if err := DecodeStrict(node, &f); err != nil {
-		return headerField{}, Fieldf(field, "%s", problem(err))
+		// Each problem keeps its own field and position (headers.X.prefx at its line and column).
+		var errs []error
+		for _, fe := range underField(field, err) {
+			errs = append(errs, fe)
+		}
+		return headerField{}, errors.Join(errs...)
 	}
 	if strings.ContainsAny(f.Prefix, "\r\n") {
 		return headerField{}, Fieldf(field+".prefix", "a header value cannot hold a line break")
