@@ -60,16 +60,16 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 			defer sess.Close()
 			return r.hold(sess, log, start, recorded)
 		}
-		switch {
+		switch perr := permanent("take the lock", err); {
 		case ctx.Err() != nil:
 			return Result{}, context.Cause(ctx)
 		case waitCtx.Err() != nil:
 			return Result{}, r.waitTimeout(ctx, waitStart)
 		case redisconn.IsAuthError(err):
 			return Result{}, fmt.Errorf("%w: %v", ErrAuth, err)
-		case permanent("take the lock", err) != nil:
+		case perr != nil:
 			// A read-only or full Redis, a renamed EVAL: no holder will ever appear, do not wait for one.
-			return Result{}, permanent("take the lock", err)
+			return Result{}, perr
 		case !errors.Is(err, lock.ErrNotObtained) && time.Since(lastWarn) >= waitLogEvery:
 			// Redis restarting or unreachable while we wait: say so now and then, keep trying.
 			lastWarn = time.Now()
@@ -90,7 +90,7 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 		}
 		if !r.cfg.Force {
 			v, err := r.rdb.Get(waitCtx, r.keys.Version).Result()
-			switch {
+			switch perr := permanent("read the recorded version", err); {
 			case err == nil && version.Equal(v, r.cfg.Version):
 				log.Info("another replica recorded the version, done", "waited_ms", time.Since(waitStart).Milliseconds())
 				return Result{Outcome: "waited", Previous: recorded}, nil
@@ -106,8 +106,8 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 				}
 			case redisconn.IsAuthError(err):
 				return Result{}, fmt.Errorf("%w: %v", ErrAuth, err)
-			case permanent("read the recorded version", err) != nil:
-				return Result{}, permanent("read the recorded version", err)
+			case perr != nil:
+				return Result{}, perr
 			}
 		}
 		// Wait until the lock is free, looking at it with one PTTL per poll: trying it (a script) and
