@@ -80,6 +80,7 @@ func TestMalformedTasksAreRefusedNamingTaskAndField(t *testing.T) {
 		{"a zero timeout", "tasks:\n  - name: a" + exec + "\n    timeout: 0s", "a", "timeout", "positive"},
 		{"a timeout that overflows", "tasks:\n  - name: a" + exec + "\n    timeout: 9999999h", "a", "timeout", "too large: at most 2562047h0m0s"},
 		{"a grace period that overflows", "tasks:\n  - name: a\n    exec: {command: [/bin/true], grace_period: 9999999h}", "a", "exec.grace_period", "too large"},
+		{"a request timeout that overflows", "tasks:\n  - name: a\n    http: {url: 'http://h/', request_timeout: 9999999h}", "a", "http.request_timeout", "too large"},
 		{"a timeout that is a list", "tasks:\n  - name: a" + exec + "\n    timeout: [5m]", "a", "timeout", "must be a duration"},
 		{"a when.from that is not a constraint", "tasks:\n  - name: a" + exec + "\n    when: {from: '<<0.30'}", "a", "when.from", "not a semver constraint"},
 		{"a when.to that is not a constraint", "tasks:\n  - name: a" + exec + "\n    when: {to: 'newer please'}", "a", "when.to", "not a semver constraint"},

@@ -84,9 +84,9 @@ func requestTimeout(s string) (time.Duration, error) {
 	if s == "" {
 		return DefaultRequestTimeout, nil
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return DefaultRequestTimeout, Fieldf("request_timeout", "%q is not a positive duration (Go syntax: 10s, 1m)", s)
+	d, problem := positiveDuration(s, "10s, 1m")
+	if problem != "" {
+		return DefaultRequestTimeout, Fieldf("request_timeout", "%s", problem)
 	}
 	return d, nil
 }
