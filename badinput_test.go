@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/redistest"
 )
 
 // Every environment variable, malformed every way we could think of, through the built binary: exit 2,

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/keys"
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/logtest"
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/logtest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/redistest"
 )
 
 // Multi-process tests: the built binary, real child processes, a real redis-server.

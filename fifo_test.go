@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/redistest"
 )
 
 // A FIFO where a file is expected blocks an open(2) until someone opens the other end; a gate stuck

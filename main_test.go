@@ -15,9 +15,9 @@ import (
 	"testing"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/config"
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/logtest"
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/mdtest"
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/logtest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/mdtest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/redistest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
 	"github.com/peerdb-maintenance/peerdb-maintenance/runner"
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"

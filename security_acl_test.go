@@ -14,7 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/redistest"
 )
 
 // The least-privilege ACL user of docs/security.md runs the whole gate, and the gate writes nothing

@@ -13,9 +13,9 @@ import (
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/config"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/keys"
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/logtest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/logtest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/redistest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
 )
 

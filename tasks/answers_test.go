@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/flowapitest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/flowapitest"
 )
 
 // How the http and peerdb kinds read answers: long ones, ones that are not flow-api's, idle ones, and

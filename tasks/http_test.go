@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/redistest"
 )
 
 // fastBackoff keeps retry tests quick.

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/flowapitest"
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/flowapitest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/redistest"
 )
 
 // These tests run against flowapitest, a stand-in for flow-api's HTTP gateway that replays the

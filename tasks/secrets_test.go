@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/flowapitest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/flowapitest"
 )
 
 // What the http and peerdb kinds share: header files (rotating tokens), redirects, the redaction of

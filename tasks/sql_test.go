@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/pgtest"
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/pgtest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/redistest"
 )
 
 // loadSQL decodes an sql task the way the task file loader does.

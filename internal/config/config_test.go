@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/config"
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/redistest"
 )
 
 // load runs config.Load on env plus a valid PEERDB_DEPLOYMENT_VERSION unless env sets it (an empty

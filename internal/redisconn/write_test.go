@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/redistest"
 )
 
 func TestTheWriteClientSendsAWriteWhoseReplyIsLateOnlyOnce(t *testing.T) {

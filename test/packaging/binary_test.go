@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redistest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/redistest"
 )
 
 var (

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/config"
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/mdtest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/mdtest"
 )
 
 // TestDocumentsRenderAsWritten parses README.md and docs/*.md as GitHub renders them: a fence that

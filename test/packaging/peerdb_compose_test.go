@@ -11,7 +11,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/flowapitest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/flowapitest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
 )
 

@@ -3,7 +3,7 @@ package pgtest_test
 import (
 	"testing"
 
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/pgtest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/pgtest"
 )
 
 func TestStartedServerAnswersQueriesWithPasswordAuthentication(t *testing.T) {
