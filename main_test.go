@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/config"
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/keys"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/logtest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/mdtest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/redistest"
@@ -22,6 +23,16 @@ import (
 	"github.com/peerdb-maintenance/peerdb-maintenance/runner"
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
 )
+
+// gateKeys are the keys of the default gate, which the tests read and set in Redis.
+var gateKeys = keys.For("peerdb:maintenance", "default")
+
+// getKey returns the string at key, or "" when there is none.
+func getKey(t *testing.T, srv *redistest.Server, key string) string {
+	t.Helper()
+	v, _ := srv.Client().Get(context.Background(), key).Result()
+	return v
+}
 
 // runIn runs the program in-process with an environment map and returns its exit code and output.
 func runIn(t *testing.T, env map[string]string, args ...string) (int, string, string) {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -24,6 +24,9 @@ import (
 
 var binary string
 
+// root is the module's root, from this package's directory (where go test runs it).
+const root = "../.."
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "peerdb-maintenance-bin")
 	if err != nil {
@@ -33,6 +36,7 @@ func TestMain(m *testing.M) {
 	binary = filepath.Join(dir, "peerdb-maintenance")
 	// Crash points exist only in test builds: the fault tests pause a holder at one.
 	build := exec.Command("go", "build", "-tags", "crashpoints", "-o", binary, ".")
+	build.Dir = root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -26,7 +26,7 @@ const aclUser = "peerdb-maintenance"
 // line, with the password filled in: the test grants exactly what the documentation says.
 func documentedACL(t *testing.T, password string) [][]string {
 	t.Helper()
-	doc, err := os.ReadFile("docs/security.md")
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "security.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
