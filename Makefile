@@ -25,7 +25,7 @@ ROUND    ?= 0
 
 ## chaos: replicas of the built gate under a seeded schedule of faults, checked from outside (SEED, DURATION; ROUND replays one round)
 chaos:
-	go test -tags chaos -count=1 -v -timeout 0 -run TestChaos ./internal/chaos -args -chaos.seed=$(SEED) -chaos.duration=$(DURATION) -chaos.round=$(ROUND)
+	go test -tags chaos -count=1 -v -timeout 0 -run TestChaos ./test/chaos -args -chaos.seed=$(SEED) -chaos.duration=$(DURATION) -chaos.round=$(ROUND)
 
 ## mutate: every safeguard deleted in turn must fail a test (hand-made mutants, then gremlins over runner/ and lock/)
 mutate:

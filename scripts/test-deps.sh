@@ -10,7 +10,7 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 # shellcheck, for actionlint to check the workflows' run: scripts (scripts/lint-workflows.sh).
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
-# The sql task's tests start their own server with initdb and postgres (internal/pgtest), which Debian
+# The sql task's tests start their own server with initdb and postgres (internal/testkit/pgtest), which Debian
 # keeps in /usr/lib/postgresql/<version>/bin, off PATH.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 

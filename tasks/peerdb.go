@@ -43,7 +43,7 @@ const (
 	defaultStallAfter    = time.Minute
 )
 
-// PeerDB drives PeerDB's flow-api through its HTTP gateway (internal/flowapitest/testdata/recordings holds
+// PeerDB drives PeerDB's flow-api through its HTTP gateway (internal/testkit/flowapitest/testdata/recordings holds
 // exchanges recorded from a real one):
 //
 //   - wait-ready polls GET /v1/version until flow-api answers;

@@ -16,7 +16,7 @@ import (
 )
 
 // These tests run against flowapitest, a stand-in for flow-api's HTTP gateway that replays the
-// behaviour recorded from a real PeerDB (internal/flowapitest/testdata/recordings): the real flow-api
+// behaviour recorded from a real PeerDB (internal/testkit/flowapitest/testdata/recordings): the real flow-api
 // needs Temporal and cannot run here.
 
 func loadPeerDB(t *testing.T, yaml string, env map[string]string) *PeerDB {

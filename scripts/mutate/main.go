@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -106,7 +107,8 @@ func try(tmp string, i int, m mutant, timeout time.Duration) (string, string) {
 	return "killed", "by " + strings.Join(failed(out), ", ")
 }
 
-// checkAll reports every mutant whose code no longer occurs exactly once, and returns the exit code.
+// checkAll reports every mutant whose code no longer occurs exactly once, or whose tests are no longer
+// in its package (each alternative of Run must match a test there), and returns the exit code.
 func checkAll() int {
 	code := 0
 	for _, m := range mutants {
@@ -115,11 +117,43 @@ func checkAll() int {
 			fmt.Printf("STALE    %s: the code to mutate occurs %d times in %s %v\n", m.Name, n, m.File, err)
 			code = 1
 		}
+		if missing := missingTests(m); missing != "" {
+			fmt.Printf("STALE    %s: %s\n", m.Name, missing)
+			code = 1
+		}
 	}
 	if code == 0 {
 		fmt.Printf("%d mutants apply to the code\n", len(mutants))
 	}
 	return code
+}
+
+// testFunc finds the test functions of a _test.go file.
+var testFunc = regexp.MustCompile(`(?m)^func (Test\w+)\(t \*testing\.T\)`)
+
+// missingTests says which alternative of m.Run matches no test function of m.Pkg ("" when each does).
+func missingTests(m mutant) string {
+	files, _ := filepath.Glob(filepath.Join(m.Pkg, "*_test.go"))
+	var names []string
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			return err.Error()
+		}
+		for _, sub := range testFunc.FindAllStringSubmatch(string(src), -1) {
+			names = append(names, sub[1])
+		}
+	}
+	for _, alt := range strings.Split(m.Run, "|") {
+		re, err := regexp.Compile(alt)
+		if err != nil {
+			return "-run " + alt + ": " + err.Error()
+		}
+		if !slices.ContainsFunc(names, re.MatchString) {
+			return "no test of " + m.Pkg + " matches -run " + alt
+		}
+	}
+	return ""
 }
 
 // failed returns the names of the failed tests in go test's output.
