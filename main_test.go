@@ -220,31 +220,42 @@ func TestAMistypedCommandIsAUsageErrorNotATask(t *testing.T) {
 	}
 }
 
-func TestTheREADMETaskExampleIsValid(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var example string
-	for _, b := range mdtest.Blocks(readme) {
-		if b.Info == "yaml" && strings.HasPrefix(b.Text, "tasks:\n  - name: wait-flow-api") {
-			example = b.Text
+// The task files the README and docs/tasks.md show validate: the README's minimal one, and the first of
+// docs/tasks.md, which has a task of every kind.
+func TestTheDocumentedTaskExamplesAreValid(t *testing.T) {
+	for _, c := range []struct{ doc, first string }{
+		{"README.md", "tasks:\n  - name: catalog-schema"},
+		{"docs/tasks.md", "tasks:\n  - name: wait-flow-api"},
+	} {
+		doc, err := os.ReadFile(c.doc)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if example == "" {
-		t.Fatal("README has no yaml block starting with the wait-flow-api task")
-	}
-	path := filepath.Join(t.TempDir(), "readme-tasks.yaml")
-	if err := os.WriteFile(path, []byte(example), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	code, out, stderr := runIn(t, map[string]string{"HOOK_TOKEN": "x", "PEERDB_CATALOG_DSN": "postgres://u@h/db"}, "validate", path)
-	if code != 0 {
-		t.Fatalf("the README's task example does not validate:\n%s", stderr)
-	}
-	for _, kind := range []string{"(peerdb", "(sql", "(exec", "(http", "(redis"} {
-		if !strings.Contains(out, kind) {
-			t.Errorf("the README's example has no %s task:\n%s", kind[1:], out)
+		var example string
+		for _, b := range mdtest.Blocks(doc) {
+			if b.Info == "yaml" && strings.HasPrefix(b.Text, c.first) {
+				example = b.Text
+				break
+			}
+		}
+		if example == "" {
+			t.Fatalf("%s has no yaml block starting with %q", c.doc, c.first)
+		}
+		path := filepath.Join(t.TempDir(), "tasks.yaml")
+		if err := os.WriteFile(path, []byte(example), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, out, stderr := runIn(t, map[string]string{"HOOK_TOKEN": "x", "PEERDB_CATALOG_DSN": "postgres://u@h/db"}, "validate", path)
+		if code != 0 {
+			t.Fatalf("the task example of %s does not validate:\n%s", c.doc, stderr)
+		}
+		if c.doc == "README.md" {
+			continue
+		}
+		for _, kind := range []string{"(peerdb", "(sql", "(exec", "(http", "(redis"} {
+			if !strings.Contains(out, kind) {
+				t.Errorf("the every-kind example of %s has no %s task:\n%s", c.doc, kind[1:], out)
+			}
 		}
 	}
 }

@@ -2,7 +2,7 @@
 # make mutate: proves that deleting a safeguard fails a test. First the hand-made mutants of every Lua
 # fence and safeguard (scripts/mutate, a few minutes; exit 1 when one survives), then gremlins' generated
 # mutants over runner/ and lock/ (long on a small machine: each mutant runs the package's tests; their
-# score and the survivors are reported in README's testing section). GREMLINS=0 skips the second part.
+# score and the survivors are reported in docs/testing.md). GREMLINS=0 skips the second part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH="$(go env GOPATH | cut -d: -f1)/bin:$PATH"

@@ -110,21 +110,16 @@ func TestReleasePublishesWhatTheChartAndDocsName(t *testing.T) {
 		t.Errorf("the chart's image.repository is %q, not the image the release publishes (%s)", values.Image.Repository, publishedImage)
 	}
 
-	readme := string(readRepoFile(t, "README.md"))
-	_, install, found := strings.Cut(readme, "\n## Install\n")
-	if !found {
-		t.Fatal("README has no section \"## Install\"")
-	}
-	install, _, _ = strings.Cut(install, "\n## ")
+	install := string(readRepoFile(t, "docs/install.md"))
 	for _, want := range []string{publishedImage, publishedChart, "cosign verify ", "cosign verify-blob ", "cosign verify-attestation "} {
 		if !strings.Contains(install, want) {
-			t.Errorf("README's Install section does not mention %q", want)
+			t.Errorf("docs/install.md does not mention %q", want)
 		}
 	}
 	// The identity every verification names must be the one the release workflow signs with.
 	identity := regexp.MustCompile(`--certificate-identity-regexp '([^']+)'`).FindAllStringSubmatch(install, -1)
 	if len(identity) < 3 {
-		t.Fatalf("README's Install section gives %d --certificate-identity-regexp, want one per verification", len(identity))
+		t.Fatalf("docs/install.md gives %d --certificate-identity-regexp, want one per verification", len(identity))
 	}
 	signer := "https://github.com/peerdb-maintenance/peerdb-maintenance/" + releaseFlow + "@refs/tags/v1.2.3"
 	for _, m := range identity {
