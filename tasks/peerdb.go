@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -44,13 +45,18 @@ const (
 )
 
 // PeerDB drives PeerDB's flow-api through its HTTP gateway (internal/testkit/flowapitest/testdata/recordings holds
-// exchanges recorded from a real one):
+// exchanges recorded from a real one), on every release from v0.19.1 on:
 //
-//   - wait-ready polls GET /v1/version until flow-api answers;
+//   - wait-ready polls GET /v1/version until flow-api answers, and logs the version it reports;
 //   - maintenance-start posts MAINTENANCE_STATUS_START (usePeerflowTaskQueue per task_queue), polls the
 //     status until the start workflow is over and the mode is on (MAINTENANCE_MODE_ENABLED), then checks
-//     with GET /v1/mirrors/list that no mirror still runs (PeerDB pauses every running mirror, CDC or not);
+//     that no mirror still runs (PeerDB pauses every running mirror, CDC or not);
 //   - maintenance-end posts MAINTENANCE_STATUS_END, then polls until maintenanceRunning is false.
+//
+// Releases differ, and the gate reads what each answers, never a version: a mirror list without
+// status (before v0.36.7) has each mirror's state asked with POST /v1/mirrors/status
+// (peerdb_mirrors.go); a status endpoint that answers 404 (before v0.31.0) has the maintenance followed
+// through GET /v1/instance/info and the mirrors (peerdb_legacy.go).
 //
 // Connection errors and 429, 502, 503 and 504 answers are waited out within the task's timeout, 500
 // for three answers in a row; 400, 401, 403, 404, 501 and other statuses fail at once with the
@@ -68,8 +74,11 @@ type PeerDB struct {
 
 	progressEvery time.Duration
 	stallAfter    time.Duration
+	settle        time.Duration // see peerdb_legacy.go
 	req           *requester
 	backoff       backoff
+
+	statesLogged bool // the one-by-one read of mirror states was logged in this run
 }
 
 type peerdbFields struct {
@@ -92,7 +101,7 @@ func decodePeerDB(node *yaml.Node, lc LoadContext) (Task, error) {
 	}
 	t := &PeerDB{Action: f.Action, URL: strings.TrimRight(f.URL, "/"), PollInterval: DefaultPollInterval,
 		TaskQueue: QueuePeerflow, SkipIfNoMirrors: f.SkipIfNoMirrors,
-		progressEvery: defaultProgressEvery, stallAfter: defaultStallAfter, backoff: defaultBackoff}
+		progressEvery: defaultProgressEvery, stallAfter: defaultStallAfter, settle: defaultSettle, backoff: defaultBackoff}
 	switch f.Action {
 	case PeerDBWaitReady, PeerDBMaintenanceStart, PeerDBMaintenanceEnd:
 	case "":
@@ -144,6 +153,7 @@ func (p *PeerDB) queueName() string {
 // Run carries out the action.
 func (p *PeerDB) Run(ctx context.Context, env Env) error {
 	start := time.Now()
+	p.statesLogged = false
 	var err error
 	switch p.Action {
 	case PeerDBWaitReady:
@@ -167,7 +177,7 @@ func (p *PeerDB) waitReady(ctx context.Context, env Env) error {
 		Version           string `json:"version"`
 		DeploymentVersion string `json:"deploymentVersion"`
 	}
-	err := p.poll(ctx, env, "flow-api to answer", nil, func() (bool, error) {
+	err := p.poll(ctx, env, "flow-api to answer", func() string { return "" }, func() (bool, error) {
 		return true, p.call(ctx, env, "GET", "/v1/version", nil, &v, "version")
 	})
 	if err == nil {
@@ -189,9 +199,8 @@ func (p *PeerDB) startMaintenance(ctx context.Context, env Env) error {
 			return nil
 		}
 	}
-	pr := p.newProgress(env)
 	idle := 0 // idle answers in a row
-	err := p.maintenance(ctx, env, "MAINTENANCE_STATUS_START", "the start workflow to end with maintenance mode on", pr, func(s maintenanceStatus) (bool, error) {
+	err := p.maintenance(ctx, env, "MAINTENANCE_STATUS_START", "the start workflow to end with maintenance mode on", func(s maintenanceStatus) (bool, error) {
 		switch {
 		case s.Phase == phaseEnabled:
 			return true, nil
@@ -205,30 +214,33 @@ func (p *PeerDB) startMaintenance(ctx context.Context, env Env) error {
 			return false, nil
 		}
 		return false, fmt.Errorf("PeerDB's start-maintenance workflow ended without enabling maintenance mode (%s, %d answers in a row)", s, idle)
-	})
+	}, p.legacyStartStep)
 	if err != nil {
 		return err
 	}
-	mirrors, err := p.mirrors(ctx, env)
+	mirrors, err := p.mirrorStates(ctx, env)
 	if err != nil {
 		return fmt.Errorf("maintenance mode is on, but the mirrors could not be checked: %w", err)
 	}
 	if running := mirrors.notPaused(); len(running) > 0 {
 		return fmt.Errorf("maintenance mode is on, but mirrors are not paused: %s (the start workflow may have failed after turning the mode on; "+
-			"maintenance mode stays on until maintenance-end runs)", strings.Join(running, ", "))
+			"maintenance mode stays on until maintenance-end runs)", joinMirrors(running))
 	}
 	env.Logger.Info("peerdb mirrors paused", "mirrors", len(mirrors))
 	return nil
 }
 
 func (p *PeerDB) endMaintenance(ctx context.Context, env Env) error {
-	return p.maintenance(ctx, env, "MAINTENANCE_STATUS_END", "maintenanceRunning false", p.newProgress(env), func(s maintenanceStatus) (bool, error) {
+	return p.maintenance(ctx, env, "MAINTENANCE_STATUS_END", "the end workflow to end with maintenance mode off", func(s maintenanceStatus) (bool, error) {
 		return !s.MaintenanceRunning, nil
-	})
+	}, p.legacyEndStep)
 }
 
-// maintenance posts a maintenance request, then polls the maintenance status until done says so.
-func (p *PeerDB) maintenance(ctx context.Context, env Env, status, waitingFor string, pr *progress, done func(maintenanceStatus) (bool, error)) error {
+// maintenance posts a maintenance request, then polls the maintenance status until done says so. A
+// release without the status endpoint (404: PeerDB before v0.31.0) is followed through
+// /v1/instance/info and the mirrors instead, with legacy (peerdb_legacy.go).
+func (p *PeerDB) maintenance(ctx context.Context, env Env, status, waitingFor string, done func(maintenanceStatus) (bool, error),
+	legacy func(context.Context, Env, *legacyProgress) (bool, error)) error {
 	body := fmt.Appendf(nil, `{"status":%q,"usePeerflowTaskQueue":%t}`, status, p.TaskQueue == QueuePeerflow)
 	var started struct {
 		WorkflowID string `json:"workflowId"`
@@ -241,10 +253,35 @@ func (p *PeerDB) maintenance(ctx context.Context, env Env, status, waitingFor st
 		return err
 	}
 	env.Logger.Info("peerdb maintenance requested", "request", status, "task_queue", p.queueName())
-	return p.poll(ctx, env, waitingFor, pr, func() (bool, error) {
+	pr := p.newProgress(env)
+	var lp *legacyProgress // set once the status endpoint answered 404
+	sourceLogged := false
+	lastSeen := func() string {
+		if lp != nil {
+			return lp.report()
+		}
+		return pr.report()
+	}
+	return p.poll(ctx, env, waitingFor, lastSeen, func() (bool, error) {
+		if lp != nil {
+			return legacy(ctx, env, lp)
+		}
 		var s maintenanceStatus
-		if err := p.call(ctx, env, "GET", "/v1/instance/maintenance/status", nil, &s, "phase"); err != nil {
+		err := p.call(ctx, env, "GET", statusPath, nil, &s, "phase")
+		var apiErr *FlowAPIError
+		if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound && !sourceLogged {
+			// Decided from the answer, never from a version: PeerDB adds the endpoint in v0.31.0.
+			lp, sourceLogged = &legacyProgress{p: p, env: env}, true
+			env.Logger.Info("peerdb maintenance progress source", "source", "GET /v1/instance/info and the mirrors' states",
+				"reason", "GET "+statusPath+" answered 404 (PeerDB before v0.31.0)")
+			return legacy(ctx, env, lp)
+		}
+		if err != nil {
 			return false, err
+		}
+		if !sourceLogged {
+			sourceLogged = true
+			env.Logger.Info("peerdb maintenance progress source", "source", "GET "+statusPath)
 		}
 		pr.observe(s, time.Now())
 		return done(s)
@@ -252,9 +289,9 @@ func (p *PeerDB) maintenance(ctx context.Context, env Env, status, waitingFor st
 }
 
 // poll calls step every PollInterval until it is done, fails for good, or ctx ends. Transient
-// failures keep it polling; each change of failure is logged once. pr, when not nil, keeps the
-// progress log and says in the final error what the workflow was doing.
-func (p *PeerDB) poll(ctx context.Context, env Env, waitingFor string, pr *progress, step func() (done bool, err error)) error {
+// failures keep it polling; each change of failure is logged once. lastSeen says in the final error
+// what the workflow was doing ("" when nothing was seen).
+func (p *PeerDB) poll(ctx context.Context, env Env, waitingFor string, lastSeen func() string, step func() (done bool, err error)) error {
 	lastErr := ""
 	for n := 1; ; n++ {
 		done, err := step()
@@ -278,11 +315,8 @@ func (p *PeerDB) poll(ctx context.Context, env Env, waitingFor string, pr *progr
 		}
 	}
 	var more string
-	if pr != nil && pr.seen {
-		more = "; last seen: " + pr.last.String()
-		if hint := pr.hint(); hint != "" {
-			more += "; " + hint
-		}
+	if seen := lastSeen(); seen != "" {
+		more = "; " + seen
 	} else if lastErr != "" {
 		more = "; last attempt: " + lastErr
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +18,9 @@ const (
 	phaseEnabled = "MAINTENANCE_PHASE_MAINTENANCE_MODE_ENABLED"
 	phaseEnd     = "MAINTENANCE_PHASE_END_MAINTENANCE"
 )
+
+// statusPath is the maintenance status endpoint, which PeerDB has from v0.31.0 on.
+const statusPath = "/v1/instance/maintenance/status"
 
 var phaseNames = []string{phaseUnknown, phaseStart, phaseEnabled, phaseEnd}
 
@@ -209,16 +211,4 @@ func (p *PeerDB) mirrors(ctx context.Context, env Env) (mirrorList, error) {
 		return transient(err), err
 	})
 	return list.Mirrors, err
-}
-
-// notPaused names the mirrors that still move data, with their status. Every kind counts: PeerDB's
-// start workflow pauses every running mirror (PauseMirrorIfRunning), CDC or not.
-func (ms mirrorList) notPaused() []string {
-	var out []string
-	for _, m := range ms {
-		if !slices.Contains(mirrorsAtRest, m.Status) {
-			out = append(out, m.Name+" ("+m.Status+")")
-		}
-	}
-	return out
 }

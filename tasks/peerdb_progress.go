@@ -53,6 +53,18 @@ func (pr *progress) observe(s maintenanceStatus, now time.Time) {
 	}
 }
 
+// report says what was last seen, for the error of a wait that timed out: "" when nothing was.
+func (pr *progress) report() string {
+	if !pr.seen {
+		return ""
+	}
+	out := "last seen: " + pr.last.String()
+	if hint := pr.hint(); hint != "" {
+		out += "; " + hint
+	}
+	return out
+}
+
 // hint says which worker would run a workflow that has no pending activity, or "" when the last
 // status does not look stuck.
 func (pr *progress) hint() string {

@@ -6,7 +6,10 @@
 // What it replays:
 //
 //   - GET (and POST) /v1/version, the idle maintenance status with every field present, /v1/instance/info,
-//     /v1/mirrors/list with each mirror's name, isCdc and status;
+//     /v1/mirrors/list with each mirror's fields, and POST /v1/mirrors/status with a mirror's
+//     currentFlowState (500 "no rows in result set" for a mirror that does not exist);
+//   - a release (Server.Release): Current, V0_36_0 (no status in the mirror list, recording 11) or
+//     V0_30_0 (no status in the mirror list and no GET /v1/instance/maintenance/status: 404, recording 12);
 //   - POST /v1/instance/maintenance: the start and end workflows go to maintenance-flow-task-queue unless
 //     usePeerflowTaskQueue is true; a workflow on a queue that no worker polls stays in its phase with no
 //     pending activity forever, and goes on the moment a worker polls it; a second start while one runs
@@ -19,18 +22,23 @@
 //   - the real error bodies {"code", "message", "details": []}: 400 invalid maintenance status, 404 Not
 //     Found, 501 Method Not Allowed, and with OAuth on the 401 messages of PeerDB's middleware.
 //
-// Time in the stand-in is status polls: each GET /v1/instance/maintenance/status moves a dispatched
-// workflow one activity on, so tests never wait for a clock.
+// Time in the stand-in is progress polls: each GET /v1/instance/maintenance/status (on V0_30_0, which
+// has none, each GET /v1/instance/info) moves a dispatched workflow one activity on, so tests never
+// wait for a clock.
 package flowapitest
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // PeerDB's task queues (flow/shared/constants.go).
@@ -68,13 +76,43 @@ type Mirror struct {
 	Name   string
 	IsCDC  bool
 	Status string // STATUS_RUNNING, STATUS_PAUSED, ...
+	// ID is the catalog's id; empty reads as the mirror's position in Mirrors, from 1.
+	ID                               string
+	SourceName, SourceType           string
+	DestinationName, DestinationType string
+	CreatedAt                        time.Time
 }
+
+// Release is the PeerDB release the stand-in answers as. Only what differs between releases in what
+// the gate uses is modelled (read from protos/route.proto at each tag, and recorded).
+type Release string
+
+// The releases the stand-in plays.
+const (
+	// Current is the release the recordings 01-10 were made with.
+	Current Release = "current"
+	// V0_36_0 has no status field in GET /v1/mirrors/list (added in v0.36.7), recording 11.
+	V0_36_0 Release = "v0.36.0"
+	// V0_30_0 has, besides, no GET /v1/instance/maintenance/status (added in v0.31.0), recording 12.
+	V0_30_0 Release = "v0.30.0"
+)
+
+// Releases is every release the stand-in plays, oldest first.
+var Releases = []Release{V0_30_0, V0_36_0, Current}
+
+// HasMaintenanceStatus reports whether the release has GET /v1/instance/maintenance/status.
+func (r Release) HasMaintenanceStatus() bool { return r != V0_30_0 }
+
+// ListsStatus reports whether the release's GET /v1/mirrors/list gives each mirror's status.
+func (r Release) ListsStatus() bool { return r == Current }
 
 // Server is the stand-in. Read and change its fields with Do, which holds its lock.
 type Server struct {
 	*httptest.Server
 	sync.Mutex
 
+	// Release is the release answered as; Start gives Current.
+	Release Release
 	// Version and DeploymentVersion are what GET /v1/version answers; an empty DeploymentVersion is
 	// left out, as when PEERDB_DEPLOYMENT_VERSION is unset.
 	Version, DeploymentVersion string
@@ -93,13 +131,17 @@ type Server struct {
 	Tokens, Expired map[string]bool
 	// Faults maps "METHOD /path" to the answers given, in order, before the normal one.
 	Faults map[string][]Fault
+	// Vanishing names mirrors that are dropped the moment their status is asked, before the answer: a
+	// mirror dropped between the list and the status request.
+	Vanishing map[string]bool
 	// Hang, when set, makes every request wait until it is closed or the client goes away.
 	Hang chan struct{}
 	// Arrived, when set, receives each request's "METHOD /path" as it arrives, before it is answered.
 	Arrived chan string
 
 	workflows map[string]*workflow // by workflow id: start-maintenance, end-maintenance
-	backedUp  []string             // the mirrors the last start paused, which the end resumes (GetBackedUpFlows)
+	pausing   []string             // the running mirrors the start workflow is pausing
+	backedUp  []string             // the mirrors the last start paused and backed up, which the end resumes (GetBackedUpFlows)
 	runs      int
 	requests  []Request
 }
@@ -108,10 +150,10 @@ type Server struct {
 // queue; it is closed when the test ends.
 func Start(t testing.TB) *Server {
 	s := &Server{
-		Version: "real-check-6b52fb6", DeploymentVersion: "v0.37.0-real-check",
+		Release: Current, Version: "real-check-6b52fb6", DeploymentVersion: "v0.37.0-real-check",
 		Pollers: map[string]bool{PeerFlowQueue: true},
 		Tokens:  map[string]bool{}, Expired: map[string]bool{},
-		Faults: map[string][]Fault{}, workflows: map[string]*workflow{},
+		Faults: map[string][]Fault{}, Vanishing: map[string]bool{}, workflows: map[string]*workflow{},
 	}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
@@ -151,6 +193,7 @@ var routes = map[string]map[string]func(s *Server, w http.ResponseWriter, body [
 	"/v1/instance/maintenance/status":             {"GET": (*Server).status},
 	"/v1/instance/maintenance/skip-snapshot-wait": {"POST": func(_ *Server, w http.ResponseWriter, _ []byte) { writeJSON(w, map[string]any{}) }},
 	"/v1/mirrors/list":                            {"GET": (*Server).mirrors},
+	"/v1/mirrors/status":                          {"POST": (*Server).mirrorStatus},
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
@@ -185,6 +228,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	methods, ok := routes[r.URL.Path]
+	if r.URL.Path == statusPath && !s.Release.HasMaintenanceStatus() {
+		ok = false
+	}
 	if !ok {
 		writeError(w, Fault{Status: http.StatusNotFound, Code: 5, Message: "Not Found"})
 		return
@@ -229,14 +275,66 @@ func (s *Server) info(w http.ResponseWriter, _ []byte) {
 		status = "INSTANCE_STATUS_MAINTENANCE"
 	}
 	writeJSON(w, map[string]any{"status": status})
+	if !s.Release.HasMaintenanceStatus() {
+		s.advanceAll()
+	}
 }
 
 func (s *Server) mirrors(w http.ResponseWriter, _ []byte) {
 	list := []any{}
-	for _, m := range s.Mirrors {
-		list = append(list, map[string]any{"name": m.Name, "isCdc": m.IsCDC, "status": m.Status})
+	for i, m := range s.Mirrors {
+		id := m.ID
+		if id == "" {
+			id = strconv.Itoa(i + 1)
+		}
+		item := map[string]any{"id": id, "workflowId": m.Name + "-peerflow", "name": m.Name,
+			"sourceName": m.SourceName, "sourceType": m.SourceType, "destinationName": m.DestinationName,
+			"destinationType": m.DestinationType, "createdAt": m.CreatedAt.UnixMilli(), "isCdc": m.IsCDC}
+		if s.Release.ListsStatus() {
+			item["status"] = m.Status
+		}
+		list = append(list, item)
 	}
 	writeJSON(w, map[string]any{"mirrors": list})
+}
+
+// mirrorStatus is POST /v1/mirrors/status: the mirror's currentFlowState, as every release answers it
+// for a mirror asked without includeFlowInfo.
+func (s *Server) mirrorStatus(w http.ResponseWriter, body []byte) {
+	var req struct {
+		FlowJobName string `json:"flowJobName"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeError(w, Fault{Status: http.StatusBadRequest, Code: 3, Message: err.Error()})
+		return
+	}
+	if s.Vanishing[req.FlowJobName] {
+		s.Mirrors = slices.DeleteFunc(s.Mirrors, func(m Mirror) bool { return m.Name == req.FlowJobName })
+	}
+	i := slices.IndexFunc(s.Mirrors, func(m Mirror) bool { return m.Name == req.FlowJobName })
+	if i < 0 {
+		writeError(w, Fault{Status: http.StatusInternalServerError, Code: 2, Message: fmt.Sprintf(
+			"unable to get the workflow ID of mirror %s: unable to get workflowID for flow job %s: no rows in result set", req.FlowJobName, req.FlowJobName)})
+		return
+	}
+	m := s.Mirrors[i]
+	writeJSON(w, map[string]any{"flowJobName": m.Name, "currentFlowState": m.Status, "createdAt": timestamp(m.CreatedAt)})
+}
+
+// timestamp writes t as protobuf's JSON writes a Timestamp: UTC, with 0, 3, 6 or 9 fractional digits.
+func timestamp(t time.Time) string {
+	t = t.UTC()
+	layout := "2006-01-02T15:04:05"
+	switch ns := t.Nanosecond(); {
+	case ns == 0:
+	case ns%1e6 == 0:
+		layout += ".000"
+	case ns%1e3 == 0:
+		layout += ".000000"
+	default:
+		layout += ".000000000"
+	}
+	return t.Format(layout + "Z")
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -124,6 +124,9 @@ func TestStandInReplaysEveryRecordedExchange(t *testing.T) {
 		name := filepath.Base(path)
 		t.Run(strings.TrimSuffix(name, ".txt"), func(t *testing.T) {
 			r, ok := replays[name]
+			if tr, timed := timedReplays[name]; timed {
+				r, ok = tr, true
+			}
 			if !ok {
 				t.Fatalf("%s has no replay: add it to replays", name)
 			}
@@ -135,6 +138,8 @@ func TestStandInReplaysEveryRecordedExchange(t *testing.T) {
 			switch {
 			case strings.Contains(name, "temporal-describe"):
 				replayDescribe(t, c, path)
+			case isTimed(readFile(t, path)):
+				replayTimed(t, c, path, r)
 			case strings.HasPrefix(readFile(t, path), "$ "):
 				replayExchanges(t, c, path, r.check)
 			default:

@@ -86,3 +86,39 @@ func TestReplayOnlySkipsStatesInARecordedOrJustPostedPhase(t *testing.T) {
 		}
 	}
 }
+
+// The start workflow backs the mirrors up after pausing them: a mirror reads PAUSED, with the mode on,
+// before the backup that the end workflow needs is written. On v0.30.0 the clock is /v1/instance/info.
+func TestStandInBacksUpAfterThePauseOnEveryRelease(t *testing.T) {
+	for _, rel := range Releases {
+		t.Run(string(rel), func(t *testing.T) {
+			c := client{t: t, srv: Start(t)}
+			c.srv.Do(func(s *Server) {
+				s.Release = rel
+				s.Mirrors = []Mirror{{Name: "orders_cdc", IsCDC: true, Status: "STATUS_RUNNING"}}
+			})
+			c.start(true)()
+			clock := statusPath
+			if !rel.HasMaintenanceStatus() {
+				clock = "/v1/instance/info"
+			}
+			pausedBeforeBackup := false
+			for range 20 {
+				c.send("GET", clock, "", "")
+				var paused, backedUp, mode bool
+				c.srv.Do(func(s *Server) {
+					paused, backedUp, mode = s.Mirrors[0].Status == "STATUS_PAUSED", len(s.BackedUp()) == 1, s.ModeEnabled
+				})
+				if paused && mode && !backedUp {
+					pausedBeforeBackup = true
+				}
+				if backedUp {
+					break
+				}
+			}
+			if got := flowState(c, "orders_cdc"); !pausedBeforeBackup || got != "STATUS_PAUSED" {
+				t.Errorf("paused before the backup: %t, mirror %s; want the pause seen first, then the backup", pausedBeforeBackup, got)
+			}
+		})
+	}
+}

@@ -23,6 +23,8 @@ const (
 	PhaseEnd     = "MAINTENANCE_PHASE_END_MAINTENANCE"
 )
 
+const statusPath = "/v1/instance/maintenance/status"
+
 // step is one stretch of a workflow: the activities pending during it, and what it changes when it is
 // over. The first step of every workflow is the wait for a worker to pick up its first task: nothing is
 // pending, and it lasts until a worker polls the workflow's queue.
@@ -34,23 +36,32 @@ type step struct {
 // The recorded activities: BackgroundAlerter runs for the whole workflow, next to the current one.
 const alerter = "BackgroundAlerter"
 
+// The start workflow as PeerDB's maintenance_flow.go runs it: wait for snapshots, turn the mode on,
+// pause every running mirror (CDC or not), then back the paused ones up for the end workflow.
 var startSteps = []step{
 	{},
+	{activities: []string{alerter, "WaitForRunningSnapshotsAndIntermediateStates"}},
 	{activities: []string{alerter, "EnableMaintenanceMode"}, done: func(s *Server) { s.ModeEnabled = true }},
-	{activities: []string{alerter, "WaitForRunningSnapshotsAndIntermediateStates"}, done: (*Server).backUpRunning},
-	{activities: []string{alerter, "PauseMirrorIfRunning"}, done: func(s *Server) { s.setMirrors(s.backedUp, "STATUS_PAUSING", "STATUS_PAUSED") }},
+	{activities: []string{alerter, "PauseMirrorIfRunning"}, done: (*Server).pauseRunning},
+	{activities: []string{alerter, "PauseMirrorIfRunning"}, done: func(s *Server) { s.setMirrors(s.pausing, "STATUS_PAUSING", "STATUS_PAUSED") }},
+	{activities: []string{alerter, "BackupAllPreviouslyRunningFlows"}, done: func(s *Server) { s.backedUp, s.pausing = s.pausing, nil }},
 	{activities: []string{alerter}},
 }
 
+// The end workflow: resume the backed-up mirrors, then turn the mode off last.
 var endSteps = []step{
 	{},
-	{activities: []string{alerter, "GetBackedUpFlows"}},
-	{activities: []string{alerter}, done: func(s *Server) {
-		s.ModeEnabled = false
+	{activities: []string{alerter, "GetBackedUpFlows"}, done: func(s *Server) {
 		s.setMirrors(s.backedUp, "STATUS_PAUSED", "STATUS_RUNNING")
 		s.backedUp = nil
 	}},
+	{activities: []string{alerter, "DisableMaintenanceMode"}, done: func(s *Server) { s.ModeEnabled = false }},
+	{activities: []string{alerter}},
 }
+
+// BackedUp returns the mirrors the last start workflow backed up, for the end workflow to resume:
+// a start that ends before its backup step leaves them out. Call it inside Do.
+func (s *Server) BackedUp() []string { return append([]string(nil), s.backedUp...) }
 
 // workflow is a running start or end workflow.
 type workflow struct {
@@ -119,6 +130,11 @@ func (s *Server) status(w http.ResponseWriter, _ []byte) {
 		"phase":              phase,
 		"pendingActivities":  activities,
 	})
+	s.advanceAll()
+}
+
+// advanceAll moves each running workflow one step on: a progress poll.
+func (s *Server) advanceAll() {
 	for _, id := range []string{StartWorkflow, EndWorkflow} {
 		if wf := s.workflows[id]; wf != nil {
 			s.advance(id, wf)
@@ -157,16 +173,16 @@ func (wf *workflow) pending() []any {
 	return out
 }
 
-// backUpRunning is what the start workflow does before pausing: it records the running mirrors, of
-// every kind (PeerDB's GetAllMirrors lists every flow), for the end workflow to resume, and pauses them.
-func (s *Server) backUpRunning() {
-	s.backedUp = nil
+// pauseRunning starts pausing the running mirrors, of every kind (PeerDB's GetAllMirrors lists every
+// flow).
+func (s *Server) pauseRunning() {
+	s.pausing = nil
 	for _, m := range s.Mirrors {
 		if m.Status == "STATUS_RUNNING" {
-			s.backedUp = append(s.backedUp, m.Name)
+			s.pausing = append(s.pausing, m.Name)
 		}
 	}
-	s.setMirrors(s.backedUp, "STATUS_RUNNING", "STATUS_PAUSING")
+	s.setMirrors(s.pausing, "STATUS_RUNNING", "STATUS_PAUSING")
 }
 
 // setMirrors moves the mirrors named in names that are in status from to status to.
