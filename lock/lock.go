@@ -47,6 +47,17 @@ type Locker struct {
 	key      string
 	fenceKey string
 	ttl      time.Duration
+	// channel and notice, when set, are the release notice: published whenever a Lock is given up.
+	channel string
+	notice  func(h Holder, lost bool) string
+}
+
+// NotifyOnRelease makes every Lock of l publish notice(holder, lost) on channel when it is given up:
+// in the same script as the release, or, for a lock the keeper found lost, with a plain PUBLISH. Waiters
+// listen for it instead of polling the lock; a notice that never arrives costs them one expiry of the
+// lock, as they look at it again when it would expire.
+func (l *Locker) NotifyOnRelease(channel string, notice func(h Holder, lost bool) string) {
+	l.channel, l.notice = channel, notice
 }
 
 // New returns a Locker for the lock key and fencing counter key, with the given TTL.
@@ -218,21 +229,41 @@ func (lk *Lock) Fence(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// Release gives the lock up. Releasing a lock that is no longer ours is not an error. It works even
-// when ctx is already cancelled (an interrupted run still frees its lock). A lock the keeper found
-// lost is not released at all: it is someone else's, or expiring while Redis does not answer, and
-// waiting up to 5s on an unreachable Redis would keep the holder alive past its lock.
+// releaseScript deletes the lock key only while it still holds the lock's value and, when ARGV[2] names
+// a channel, publishes the release notice ARGV[3] there in the same step: a release is never without
+// its notice.
+var releaseScript = redis.NewScript(`
+if redis.call("get", KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call("del", KEYS[1])
+if ARGV[2] ~= "" then redis.call("publish", ARGV[2], ARGV[3]) end
+return 1
+`)
+
+// Release gives the lock up, publishing the release notice (NotifyOnRelease). Releasing a lock that is
+// no longer ours is not an error. It works even when ctx is already cancelled (an interrupted run still
+// frees its lock). A lock the keeper found lost is not released at all: it is someone else's, or
+// expiring while Redis does not answer, and waiting up to 5s on an unreachable Redis would keep the
+// holder alive past its lock; only its notice is sent, bounded by the keeper's margin.
 func (lk *Lock) Release(ctx context.Context) error {
+	l := lk.locker
+	var msg string
+	if l.notice != nil {
+		msg = l.notice(lk.Holder, lk.lost.Load())
+	}
 	if lk.lost.Load() {
+		if l.channel != "" {
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lostMargin(l.ttl))
+			defer cancel()
+			_ = l.client.Publish(pctx, l.channel, msg).Err()
+		}
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	err := lk.lk.Release(ctx)
-	if err == nil || errors.Is(err, redislock.ErrLockNotHeld) {
-		return nil
+	if err := releaseScript.Run(ctx, l.client, []string{l.key}, lk.Value(), l.channel, msg).Err(); err != nil {
+		return fmt.Errorf("lock: release: %w", err)
 	}
-	return fmt.Errorf("lock: release: %w", err)
+	return nil
 }
 
 // Keep starts the keeper: it refreshes the lock every TTL/3 until stop is called, also after ctx is

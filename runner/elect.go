@@ -19,19 +19,30 @@ import (
 // waitLogEvery is how often a waiting replica says what it waits for.
 const waitLogEvery = 10 * time.Second
 
-// pollInterval is the mean pause between two looks of a waiter at the lock (one PTTL): short enough
-// that a lock released without a notice (a holder stopped by a signal) is taken within about a
-// second, long enough that a hundred waiters cost Redis little. Waiters are woken at once by the
-// completion notice, and a waiter that sees the lock expire before its next look sleeps only until
-// then, so that a holder that died is taken over as soon as its lock expires.
+// pollInterval is the mean pause before a waiter tries again after Redis did not answer a look at the
+// lock, and how often unlock looks at a lock it waits for.
 func pollInterval(ttl time.Duration) time.Duration {
 	return min(max(ttl/10, 100*time.Millisecond), time.Second)
 }
 
 func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d/2+1) }
 
+// expiryGrace is how long after the lock's expiry, as last read, a waiter looks at it again: a little,
+// and spread, so that many waiters do not all look at the same moment.
+func expiryGrace(ttl time.Duration) time.Duration {
+	return time.Millisecond + rand.N(min(ttl/20, 100*time.Millisecond)+1)
+}
+
+// noticeHealthCheck is how often an idle subscription is pinged to find a dead connection. A notice lost
+// on one costs a waiter no more than one expiry of the lock, so the check can be rare: go-redis's default
+// (3s) would cost more Redis commands than the whole wait.
+func noticeHealthCheck(ttl time.Duration) time.Duration { return max(ttl, 3*waitLogEvery) }
+
 // elect is step 5: take the lock, or wait for the holder's notice and try again, until
-// MAINTENANCE_WAIT_TIMEOUT.
+// MAINTENANCE_WAIT_TIMEOUT. A waiter reads the lock's TTL and sleeps until it would expire, unless a
+// notice comes first: every way a holder gives the lock up publishes one (recorded, failed, released,
+// lost), and a notice lost on the way costs one expiry, never the wait timeout. Its only other reads
+// are the progress line every 10s, which also serves as a look at the lock.
 func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, recorded string) (Result, error) {
 	waitCtx, cancel := context.WithTimeout(ctx, r.cfg.WaitTimeout)
 	defer cancel()
@@ -47,7 +58,6 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 			_ = sub.Close()
 		}
 	}()
-	interval := pollInterval(r.cfg.LockTTL)
 	for {
 		holder := lock.Holder{Holder: r.cfg.Holder, Pod: r.cfg.Pod, Version: r.cfg.Version, Started: time.Now().UTC()}
 		lk, err := r.locker.Obtain(waitCtx, holder)
@@ -75,26 +85,30 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 			lastWarn = time.Now()
 			log.Warn("could not try the lock, will retry", "err", err)
 		}
+		var l look
 		if sub == nil {
 			// Subscribe before the re-check below, so that a notice published in between is not missed.
-			sub = r.rdb.Subscribe(waitCtx, r.keys.Events)
-			if _, err := sub.Receive(waitCtx); err != nil && ctx.Err() == nil && waitCtx.Err() == nil {
-				log.Warn("could not subscribe to completion notices, polling only", "err", err)
-			}
-			notices = sub.Channel()
+			sub, notices = r.subscribe(ctx, waitCtx, log)
 			waitStart = time.Now()
 			lastLog = waitStart
 			if errors.Is(err, lock.ErrNotObtained) {
-				r.logWaiting(waitCtx, log, waitStart, "another replica holds the lock, waiting")
+				// The re-check and the first progress line in one read, which is also the first look at
+				// the lock.
+				l = r.firstLook(waitCtx, log, waitStart)
 			}
 		}
-		if !r.cfg.Force {
-			v, err := r.rdb.Get(waitCtx, r.keys.Version).Result()
-			switch perr := permanent("read the recorded version", err); {
-			case err == nil && version.Equal(v, r.cfg.Version):
+		if !l.done {
+			if !r.cfg.Force {
+				l.v, l.verr = r.rdb.Get(waitCtx, r.keys.Version).Result()
+			}
+			l.ttl, l.lerr = r.rdb.PTTL(waitCtx, r.keys.Lock).Result()
+		}
+		if v, verr := l.v, l.verr; !r.cfg.Force {
+			switch perr := permanent("read the recorded version", verr); {
+			case verr == nil && version.Equal(v, r.cfg.Version):
 				log.Info("another replica recorded the version, done", "waited_ms", time.Since(waitStart).Milliseconds())
 				return Result{Outcome: "waited", Previous: recorded}, nil
-			case err == nil && v != recorded:
+			case verr == nil && v != recorded:
 				// The recorded version changed while we wait: the downgrade guard and the constraints
 				// are evaluated again against it (invariant 3), not against the version read at start.
 				recorded = v
@@ -104,64 +118,156 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 				if _, err := r.skips(recorded); err != nil {
 					return Result{}, err
 				}
-			case redisconn.IsAuthError(err):
-				return Result{}, fmt.Errorf("%w: %v", ErrAuth, err)
+			case redisconn.IsAuthError(verr):
+				return Result{}, fmt.Errorf("%w: %v", ErrAuth, verr)
 			case perr != nil:
 				return Result{}, perr
 			}
 		}
-		// Wait until the lock is free, looking at it with one PTTL per poll: trying it (a script) and
-		// re-reading the version would cost four commands a poll, for what the notice tells at once.
-		ttl := time.Duration(-1) // unknown until the first look
-		for waitCtx.Err() == nil {
-			sleep := jitter(interval)
-			if ttl >= 0 && ttl < sleep {
-				sleep = ttl + time.Millisecond // the lock expires first: try it then
-			}
-			timer := time.NewTimer(sleep)
-			select {
-			case <-waitCtx.Done():
-			case <-timer.C:
-			case m := <-notices:
-				if res, done, err := r.onNotice(log, m, waitStart, recorded); done {
-					timer.Stop()
-					return res, err
-				}
-			}
-			timer.Stop()
-			if time.Since(lastLog) >= waitLogEvery && waitCtx.Err() == nil {
-				lastLog = time.Now()
-				r.logWaiting(waitCtx, log, waitStart, "still waiting for the lock holder")
-			}
-			var err error
-			ttl, err = r.rdb.PTTL(waitCtx, r.keys.Lock).Result()
-			if err != nil || ttl == -2 { // -2: no lock key, expired or released; an error: let the lock attempt report it
-				break
-			}
+		res, done, err := r.waitForLock(waitCtx, log, notices, waitStart, &lastLog, recorded, l.ttl, l.lerr)
+		if done {
+			return res, err
 		}
 	}
 }
 
-// onNotice handles a holder's completion notice. done is true when the wait ends here.
-func (r *Runner) onNotice(log *slog.Logger, m *redis.Message, waitStart time.Time, recorded string) (Result, bool, error) {
-	if m == nil {
-		return Result{}, false, nil
+// look is what a waiter read before it waits: the recorded version (v, or verr) and the lock's TTL (ttl,
+// -2 for no lock, or lerr). done says the look was made.
+type look struct {
+	v    string
+	verr error
+	ttl  time.Duration
+	lerr error
+	done bool
+}
+
+// firstLook reads the recorded version and the lock in one MGET (both keys share the gate's hash tag),
+// and the holder's current task, and logs the first progress line. Its ttl is the holder's own lock TTL
+// from the lock's metadata, which the lock's remaining TTL cannot exceed: a waiter sleeps that long at
+// most before it reads the remaining TTL itself.
+func (r *Runner) firstLook(ctx context.Context, log *slog.Logger, waitStart time.Time) look {
+	const msg = "another replica holds the lock, waiting"
+	var mget *redis.SliceCmd
+	var cur *redis.StringCmd
+	// A missing current task is redis.Nil, which Pipelined returns: each command's own error is read.
+	_, _ = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		mget = p.MGet(ctx, r.keys.Version, r.keys.Lock)
+		cur = p.HGet(ctx, r.keys.Progress, "current")
+		return nil
+	})
+	if err := mget.Err(); err != nil {
+		log.Warn(msg, "err", err, "waited", time.Since(waitStart).Round(time.Second).String())
+		return look{verr: err, lerr: err, done: true}
 	}
+	vals := mget.Val()
+	l := look{ttl: -2, done: true}
+	var ok bool
+	if l.v, ok = vals[0].(string); !ok {
+		l.verr = redis.Nil
+	}
+	lv, _ := vals[1].(string)
+	if lv == "" {
+		log.Info(msg, "holder", "", "waited", time.Since(waitStart).Round(time.Second).String())
+		return l
+	}
+	h := lock.ParseValue(lv)
+	r.logHolder(log, msg, waitStart, h, -1, parseCurrent(cur.Val()))
+	if l.ttl = time.Duration(h.LockTTLMillis) * time.Millisecond; l.ttl <= 0 {
+		l.ttl = r.cfg.LockTTL
+	}
+	return l
+}
+
+// subscribe listens for the holders' notices. When the subscription cannot be confirmed, the waiter
+// relies on its looks at the lock alone.
+func (r *Runner) subscribe(ctx, waitCtx context.Context, log *slog.Logger) (*redis.PubSub, <-chan *redis.Message) {
+	sub := r.rdb.Subscribe(waitCtx, r.keys.Events)
+	if _, err := sub.Receive(waitCtx); err != nil && ctx.Err() == nil && waitCtx.Err() == nil {
+		log.Warn("could not subscribe to completion notices, polling only", "err", err)
+	}
+	return sub, sub.Channel(redis.WithChannelHealthCheckInterval(noticeHealthCheck(r.cfg.LockTTL)))
+}
+
+// waitForLock waits until the lock may be free: a release notice, or the lock's expiry as last read
+// (ttl, from a look that failed with lerr), whichever comes first. It returns (done) when a notice ends
+// the wait, else when it is time to try the lock again.
+func (r *Runner) waitForLock(ctx context.Context, log *slog.Logger, notices <-chan *redis.Message, waitStart time.Time,
+	lastLog *time.Time, recorded string, ttl time.Duration, lerr error) (Result, bool, error) {
+	for ctx.Err() == nil {
+		var sleep time.Duration
+		switch {
+		case lerr != nil:
+			// Redis did not answer: pause, then let the lock attempt report it.
+			sleep = jitter(pollInterval(r.cfg.LockTTL))
+		case ttl == -2:
+			return Result{}, false, nil // no lock key: expired or released
+		case ttl < 0:
+			// A lock without expiry (set by hand): only a notice or an operator frees it.
+			sleep = jitter(r.cfg.LockTTL)
+		default:
+			sleep = ttl + expiryGrace(r.cfg.LockTTL)
+		}
+		logDue := false
+		if untilLog := waitLogEvery - time.Since(*lastLog); untilLog < sleep {
+			sleep, logDue = max(untilLog, 0), true
+		}
+		timer := time.NewTimer(sleep)
+		select {
+		case <-ctx.Done():
+		case <-timer.C:
+		case m, ok := <-notices:
+			if !ok {
+				notices = nil
+				break
+			}
+			res, done, wake, err := r.onNotice(log, m, waitStart, recorded)
+			if done || wake {
+				timer.Stop()
+				return res, done, err
+			}
+			timer.Stop()
+			continue // the lock's expiry is still as read
+		}
+		timer.Stop()
+		switch {
+		case ctx.Err() != nil:
+		case lerr != nil:
+			return Result{}, false, nil
+		case logDue:
+			*lastLog = time.Now()
+			ttl, lerr = r.logWaiting(ctx, log, waitStart, "still waiting for the lock holder")
+		default:
+			ttl, lerr = r.rdb.PTTL(ctx, r.keys.Lock).Result()
+		}
+	}
+	return Result{}, false, nil
+}
+
+// onNotice handles a holder's notice. done is true when the wait ends here; wake when the lock was
+// given up and is worth trying at once.
+func (r *Runner) onNotice(log *slog.Logger, m *redis.Message, waitStart time.Time, recorded string) (Result, bool, bool, error) {
 	var n Notice
-	if err := json.Unmarshal([]byte(m.Payload), &n); err != nil || !version.Equal(n.Version, r.cfg.Version) {
-		return Result{}, false, nil
+	if err := json.Unmarshal([]byte(m.Payload), &n); err != nil {
+		return Result{}, false, false, nil
+	}
+	if n.Event == "released" {
+		// Whoever held the lock, for whichever version: it is free now, or someone else's already.
+		return Result{}, false, true, nil
+	}
+	if !version.Equal(n.Version, r.cfg.Version) {
+		return Result{}, false, false, nil
 	}
 	switch {
 	case n.Event == "recorded" && !r.cfg.Force:
 		log.Info("another replica recorded the version, done", "holder", n.Holder, "waited_ms", time.Since(waitStart).Milliseconds())
-		return Result{Outcome: "waited", Previous: recorded}, true, nil
+		return Result{Outcome: "waited", Previous: recorded}, true, false, nil
 	case n.Event == "failed" && r.cfg.FailureCooldown > 0:
 		log.Error("the lock holder failed a task for this version; not retrying until the failure cooldown has passed",
 			"holder", n.Holder, "task", n.Task, "err", n.Error, "cooldown", r.cfg.FailureCooldown.String())
-		return Result{}, true, fmt.Errorf("%w: holder %s failed task %s for version %s: %s (retried after MAINTENANCE_FAILURE_COOLDOWN=%s)",
+		return Result{}, true, false, fmt.Errorf("%w: holder %s failed task %s for version %s: %s (retried after MAINTENANCE_FAILURE_COOLDOWN=%s)",
 			ErrTaskFailed, n.Holder, n.Task, n.Version, n.Error, r.cfg.FailureCooldown)
 	}
-	return Result{}, false, nil
+	return Result{}, false, false, nil
 }
 
 // waitTimeout builds the error for a wait that ran out, naming the holder when there is one.
@@ -177,20 +283,29 @@ func (r *Runner) waitTimeout(ctx context.Context, waitStart time.Time) error {
 }
 
 // logWaiting says who holds the lock, which task it is on and for how long: the init container's
-// progress bar in kubectl logs.
-func (r *Runner) logWaiting(ctx context.Context, log *slog.Logger, waitStart time.Time, msg string) {
-	h, ttl, err := r.locker.Read(ctx)
+// progress bar in kubectl logs. It returns the lock's TTL as read (-2 when there is no lock), so that
+// the line is also a look at the lock.
+func (r *Runner) logWaiting(ctx context.Context, log *slog.Logger, waitStart time.Time, msg string) (time.Duration, error) {
+	v, ttl, err := r.locker.ReadValue(ctx)
 	if err != nil {
 		log.Warn(msg, "err", err, "waited", time.Since(waitStart).Round(time.Second).String())
-		return
+		return 0, err
 	}
-	if h == nil {
+	if v == "" {
 		log.Info(msg, "holder", "", "waited", time.Since(waitStart).Round(time.Second).String())
-		return
+		return -2, nil
 	}
-	cur := r.currentTask(ctx)
+	r.logHolder(log, msg, waitStart, lock.ParseValue(v), ttl, r.currentTask(ctx))
+	return ttl, nil
+}
+
+// logHolder writes a progress line about holder h; ttl is the lock's remaining TTL, negative when not read.
+func (r *Runner) logHolder(log *slog.Logger, msg string, waitStart time.Time, h lock.Holder, ttl time.Duration, cur *Current) {
 	attrs := []any{"holder", h.Holder, "holder_version", h.Version, "held_for", time.Since(h.Started).Round(time.Second).String(),
-		"lock_ttl_ms", ttl.Milliseconds(), "waited", time.Since(waitStart).Round(time.Second).String()}
+		"waited", time.Since(waitStart).Round(time.Second).String()}
+	if ttl >= 0 {
+		attrs = append(attrs, "lock_ttl_ms", ttl.Milliseconds())
+	}
 	if h.Pod != "" {
 		attrs = append(attrs, "pod", h.Pod)
 	}

@@ -66,9 +66,11 @@ func New(cfg *config.Config, opt Options) *Runner {
 	if opt.Out == nil {
 		opt.Out = io.Discard
 	}
+	locker := lock.New(wdb, k.Lock, k.Fence, cfg.LockTTL)
+	locker.NotifyOnRelease(k.Events, releaseNotice)
 	return &Runner{
 		cfg: cfg, rdb: rdb, wdb: wdb, keys: k, specs: opt.Specs, log: opt.Logger, getenv: opt.Getenv, out: opt.Out, pause: opt.Pause,
-		locker: lock.New(wdb, k.Lock, k.Fence, cfg.LockTTL),
+		locker: locker,
 	}
 }
 

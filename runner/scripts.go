@@ -76,16 +76,32 @@ const (
 	OutcomeFailed    = "failed"
 )
 
-// Notice is the message published on the events channel when a holder finishes, or when unlock --force
-// asks a holder to stop.
+// Notice is the message published on the events channel when a holder finishes, when it gives the lock
+// up, or when unlock --force asks a holder to stop.
 type Notice struct {
-	Event   string `json:"event"` // "recorded", "failed", "stop", or "stopping" (a holder's answer to stop)
+	// Event is "recorded", "failed", "released" (the lock given up: Reason is "released" or "lost"),
+	// "stop", or "stopping" (a holder's answer to stop).
+	Event   string `json:"event"`
 	Version string `json:"version"`
 	Holder  string `json:"holder"`
 	Task    string `json:"task,omitempty"`
 	Error   string `json:"error,omitempty"`
 	// Started is, for "stop", when the holder took the lock: with Holder it names one holder's lock.
 	Started time.Time `json:"started,omitzero"`
+	// Reason is, for "released", how the lock was given up: "released", or "lost" when the holder found
+	// it no longer its own.
+	Reason string `json:"reason,omitempty"`
+}
+
+// releaseNotice is the notice a holder publishes when it gives its lock up, whatever the way: after a
+// record, a failure, a signal, a stop, or when it found the lock lost.
+func releaseNotice(h lock.Holder, lost bool) string {
+	n := Notice{Event: "released", Version: h.Version, Holder: h.Holder, Reason: "released"}
+	if lost {
+		n.Reason = "lost"
+	}
+	b, _ := json.Marshal(n)
+	return string(b)
 }
 
 // Entry is one history entry: one attempt of one holder.

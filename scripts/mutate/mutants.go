@@ -41,8 +41,19 @@ var mutants = []mutant{
 		File: "lock/lock.go", Old: "kctx, kcancel := context.WithCancel(context.WithoutCancel(ctx))", New: "kctx, kcancel := context.WithCancel(ctx)",
 		Pkg: "./lock", Run: "TestKeeper"},
 	{Name: "release: a lock found lost is released anyway",
-		File: "lock/lock.go", Old: "\tif lk.lost.Load() {\n\t\treturn nil\n\t}\n", New: "",
+		File: "lock/lock.go", Old: "\tif lk.lost.Load() {\n\t\tif l.channel != \"\" {", New: "\tif false {\n\t\tif l.channel != \"\" {",
 		Pkg: "./lock", Run: "TestReleaseOfALockFoundLost"},
+
+	// The release notice and the waiter's look at the lock at its expiry (lock/lock.go, runner/elect.go).
+	{Name: "release: the lock given up without its notice",
+		File: "lock/lock.go", Old: `if ARGV[2] ~= "" then redis.call("publish", ARGV[2], ARGV[3]) end`, New: ``,
+		Pkg: "./lock", Run: "TestReleaseSendsTheReleaseNotice"},
+	{Name: "wait: a release notice does not wake the waiter",
+		File: "runner/elect.go", Old: `if n.Event == "released" {`, New: `if false {`,
+		Pkg: "./runner", Run: "TestAWaiterProceedsOnTheNoticeOfEveryWayTheLockIsGivenUp"},
+	{Name: "wait: no look at the lock when it would expire, only notices end the wait",
+		File: "runner/elect.go", Old: "sleep = ttl + expiryGrace(r.cfg.LockTTL)", New: "sleep = r.cfg.WaitTimeout",
+		Pkg: "./runner", Run: "TestALostNoticeCostsOneExpiryNotTheWaitTimeout"},
 
 	// The holder (runner/): invariants 2 to 4.
 	{Name: "hold: no double check of the version under the lock",
