@@ -1,28 +1,20 @@
-package tasks
+package proctree
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 )
 
-// ErrSupervisorKilled: the supervisor of an exec task died of a signal the gate did not send (the OOM
-// killer, a kill -9). The task did not fail on its own: its tree was killed by the gate afterwards.
-var ErrSupervisorKilled = errors.New("tasks: supervisor killed")
-
-// ErrTreeNotGone: after its supervisor exited, processes of an exec task's tree could not be confirmed
-// gone. The lock must not be released (it expires by itself): the next holder would run beside them.
-var ErrTreeNotGone = errors.New("tasks: the task's process tree could not be confirmed gone")
-
-// treeVar is the environment variable that marks every process of one exec task's tree (the supervisor,
-// the command and what it starts, also processes that left its group), so that the gate can find them
-// among its own descendants when the supervisor did not kill them itself.
+// treeVar is the environment variable that marks every process of one tree (the supervisor, the
+// command and what it starts, also processes that left its group), so that the gate can find them
+// among its descendants when the supervisor did not kill them itself.
 const treeVar = "PEERDB_MAINTENANCE_TREE"
 
 var (
@@ -30,17 +22,31 @@ var (
 	gateSubreaper sync.Once
 )
 
-// newTreeMark makes the gate a child subreaper (once: orphans of a task's tree are then adopted by
-// the gate, not by init, when the supervisor dies) and returns a fresh marker for one task's tree.
+// newTreeMark makes the gate a child subreaper (once: orphans of a tree are then adopted by the gate,
+// not by init, when the supervisor dies) and returns a fresh marker for one tree.
 func newTreeMark() string {
 	gateSubreaper.Do(setSubreaper)
 	return fmt.Sprintf("%s=%d-%d", treeVar, os.Getpid(), treeSeq.Add(1))
 }
 
-// sweepTree SIGKILLs every descendant of the gate that carries mark in its environment, or descends from
-// one that does, and reaps those the gate adopted, until none is left or within runs out (ErrTreeNotGone).
-// It runs after the supervisor has exited: when the supervisor did its job, it finds nothing.
-func sweepTree(mark string, within time.Duration) error {
+// ownChildren lists the gate's children (with their start times) before a tree starts: processes the
+// gate started itself, which the sweep spares. The gate itself starts none (go-redis and pgx start no
+// process); a test process that runs the gate's code in-process has its redis-servers there.
+func ownChildren() map[int]uint64 {
+	t := procTable()
+	own := map[int]uint64{}
+	for _, c := range t.children[os.Getpid()] {
+		own[c] = t.started[c]
+	}
+	return own
+}
+
+// sweep SIGKILLs every descendant of the gate but the children in spare (and theirs): once the
+// supervisor is gone, whatever the gate adopted is the tree's, marked or not (a process started under
+// env -i, sudo or su - has lost the mark), since the gate runs one tree at a time. Processes that carry
+// mark are killed wherever they are. It reaps those it killed, until none is left or within runs out
+// (ErrTreeNotGone). When the supervisor did its job, it finds nothing.
+func sweep(mark string, spare map[int]uint64, within time.Duration) error {
 	self := os.Getpid()
 	deadline := time.Now().Add(within)
 	seen := map[int]bool{}
@@ -48,12 +54,16 @@ func sweepTree(mark string, within time.Duration) error {
 	for {
 		table := procTable()
 		var live, dead []int
-		marked := map[int]bool{}
 		queue := []int{self}
 		for len(queue) > 0 {
 			p := queue[0]
 			queue = queue[1:]
 			for _, c := range table.children[p] {
+				if p == self {
+					if st, ok := spare[c]; ok && st == table.started[c] && !hasMark(c, want) {
+						continue
+					}
+				}
 				queue = append(queue, c)
 				if table.zombie[c] {
 					if p == self && seen[c] {
@@ -61,10 +71,7 @@ func sweepTree(mark string, within time.Duration) error {
 					}
 					continue
 				}
-				if marked[p] || hasMark(c, want) {
-					marked[c] = true
-					live = append(live, c)
-				}
+				live = append(live, c)
 			}
 		}
 		for _, pid := range live {
@@ -94,15 +101,34 @@ func hasMark(pid int, want []byte) bool {
 	return bytes.HasPrefix(b, want) || bytes.Contains(b, append([]byte{0}, want...))
 }
 
-// procs is a snapshot of /proc: each process's children, and which are zombies.
+// descendants lists the live descendants of root, read from /proc.
+func descendants(root int) []int {
+	t := procTable()
+	var out []int
+	queue := []int{root}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range t.children[p] {
+			queue = append(queue, c)
+			if !t.zombie[c] {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// procs is a snapshot of /proc: each process's children, which are zombies, and when each started.
 type procs struct {
 	children map[int][]int
 	zombie   map[int]bool
+	started  map[int]uint64
 }
 
 // procTable reads /proc (empty where there is none).
 func procTable() procs {
-	t := procs{children: map[int][]int{}, zombie: map[int]bool{}}
+	t := procs{children: map[int][]int{}, zombie: map[int]bool{}, started: map[int]uint64{}}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return t
@@ -112,10 +138,33 @@ func procTable() procs {
 		if err != nil {
 			continue
 		}
-		if ppid, zombie := parentOf(pid); ppid > 0 {
+		if ppid, zombie, started := stat(pid); ppid > 0 {
 			t.children[ppid] = append(t.children[ppid], pid)
 			t.zombie[pid] = zombie
+			t.started[pid] = started
 		}
 	}
 	return t
+}
+
+// stat reads a process's parent pid from /proc/<pid>/stat (0 when it cannot), whether it is a zombie
+// (already dead), and its start time (clock ticks after boot: with the pid, it names one process).
+func stat(pid int) (ppid int, zombie bool, started uint64) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false, 0
+	}
+	// The command name is in parentheses and may hold spaces: the fields after the last ")" are
+	// state, ppid, and starttime the 20th.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, false, 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, false, 0
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	started, _ = strconv.ParseUint(f[19], 10, 64)
+	return ppid, f[0] == "Z", started
 }
