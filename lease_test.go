@@ -167,8 +167,9 @@ func TestAfterARedisRestartTheOldHoldersTaskStopsBeforeTheNextHoldersRunsLong(t 
 	}
 	o := overlap(t, dir)
 	t.Logf("overlap after the restart: %s", o)
-	// Without the check the old task runs on until the next refresh, TTL/3 after the last one.
-	if bound := ttl / 6; o > bound {
+	// Without the check the old task runs on until the next refresh, TTL/3 after the last one. The
+	// README states 1s (on a loaded machine, with slack).
+	if bound := min(ttl/6, time.Second) + slack(t, time.Second); o > bound {
 		t.Errorf("the old holder's task ran %s beside the next holder's (more than %s): it did not check its lock when its connection dropped", o, bound)
 	}
 }
