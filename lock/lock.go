@@ -84,7 +84,8 @@ func (l *Locker) Obtain(ctx context.Context, h Holder) (*Lock, error) {
 	case err != nil:
 		return nil, fmt.Errorf("lock: obtain: %w", err)
 	}
-	return &Lock{locker: l, lk: lk, Holder: h, obtained: start, lostCh: make(chan struct{})}, nil
+	return &Lock{locker: l, lk: lk, Holder: h, obtained: start, lostCh: make(chan struct{}), nudge: make(chan struct{}, 1),
+		leaseUntil: start.Add(l.ttl - lostMargin(l.ttl)), leaseCh: make(chan struct{})}, nil
 }
 
 // Read returns the current holder and the lock's remaining TTL; nil when nobody holds it.
@@ -155,6 +156,43 @@ type Lock struct {
 	lostOnce sync.Once
 	// cancelRun cancels the context Keep returned.
 	cancelRun atomic.Pointer[context.CancelCauseFunc]
+	// nudge asks the keeper to check the lock at once (CheckNow).
+	nudge chan struct{}
+	// leaseUntil is when the lock stops being surely held, as of the last refresh that worked; leaseCh
+	// is closed (and replaced) when it moves.
+	leaseMu    sync.Mutex
+	leaseUntil time.Time
+	leaseCh    chan struct{}
+}
+
+// Lease returns the time until which the lock is surely held (the start of the last refresh that worked,
+// or of Obtain, plus the TTL less the keeper's margin) and a channel closed when it moves. An exec
+// task's supervisor kills the task's tree at that time unless it has moved: the lease holds even when
+// this process cannot act (paused, starved), since the keeper cannot move it then.
+func (lk *Lock) Lease() (time.Time, <-chan struct{}) {
+	lk.leaseMu.Lock()
+	defer lk.leaseMu.Unlock()
+	return lk.leaseUntil, lk.leaseCh
+}
+
+// extendLease moves the lease after a refresh that started at sent worked.
+func (lk *Lock) extendLease(sent time.Time) {
+	lk.leaseMu.Lock()
+	defer lk.leaseMu.Unlock()
+	if until := sent.Add(lk.locker.ttl - lostMargin(lk.locker.ttl)); until.After(lk.leaseUntil) && !lk.lost.Load() {
+		lk.leaseUntil = until
+		close(lk.leaseCh)
+		lk.leaseCh = make(chan struct{})
+	}
+}
+
+// CheckNow has the keeper refresh the lock at once rather than at its next interval: a connection to
+// Redis dropped (a restart, a failover), and the lock may be gone. A lock found gone is lost at once.
+func (lk *Lock) CheckNow() {
+	select {
+	case lk.nudge <- struct{}{}:
+	default:
+	}
 }
 
 // Stop ends the run at once as if the lock were lost (Lost is closed, the context Keep returned is
@@ -306,11 +344,18 @@ func (lk *Lock) Keep(ctx context.Context, log *slog.Logger) (context.Context, fu
 			case <-kctx.Done():
 				return
 			case <-timer.C:
+			case <-lk.nudge:
 			}
 			giveUp, end := last.Add(ttl-margin), last.Add(ttl-margin/2)
 			start := time.Now()
 			if !start.Before(end) {
-				lost(fmt.Errorf("%w: no refresh succeeded within the lock's TTL (%s): %v", ErrLost, ttl, lastErr))
+				if lastErr == nil {
+					// No refresh failed: none was tried, the keeper itself did not run in time.
+					lost(fmt.Errorf("%w: the keeper did not run for %s, more than the lock's TTL (%s) allows: the process was paused or starved (SIGSTOP, a frozen cgroup, CPU throttling)",
+						ErrLost, start.Sub(last).Round(time.Millisecond), ttl))
+				} else {
+					lost(fmt.Errorf("%w: no refresh succeeded within the lock's TTL (%s): %v", ErrLost, ttl, lastErr))
+				}
 				return
 			}
 			final := !start.Before(giveUp)
@@ -320,6 +365,7 @@ func (lk *Lock) Keep(ctx context.Context, log *slog.Logger) (context.Context, fu
 			switch {
 			case err == nil:
 				last, lastErr = start, nil
+				lk.extendLease(start)
 				timer.Reset(time.Until(start.Add(interval)))
 			case errors.Is(err, redislock.ErrNotObtained):
 				lost(fmt.Errorf("%w: the lock key no longer holds our value (expired, or taken by another holder)", ErrLost))

@@ -99,13 +99,21 @@ func (r *Runner) hold(sess *session, log *slog.Logger, start time.Time, recorded
 	r.crashPoint(runCtx, "before-tasks")
 	entry := Entry{Version: target, Previous: recorded, Holder: r.cfg.Holder, Pod: r.cfg.Pod, FencingToken: token, Started: lk.Holder.Started}
 	env := tasks.Env{FromVersion: recorded, ToVersion: target, FencingToken: token, Getenv: r.getenv, Redis: r.rdb, GateTag: r.keys.Tag,
-		LockLost: lk.Lost()}
+		LockLost: lk.Lost(), Lease: lk.Lease}
 	for i, s := range r.specs {
 		if err := r.runTask(runCtx, log, lk, env, i, s, done, skips[s.Name]); err != nil {
 			var se *stateError
 			if errors.Is(err, tasks.ErrTreeNotGone) {
 				sess.treeAlive = true
 				err = fmt.Errorf("%w: %w", lock.ErrLost, err)
+				log.Error("run stopped, nothing recorded", "task", s.Name, "err", err)
+				return Result{}, err
+			}
+			if errors.Is(err, tasks.ErrLeaseExpired) {
+				// The supervisor killed the tree on its own deadline: this process did not run in time
+				// (paused, starved), so the lock is no longer surely ours.
+				// Also after a signal: the lock outlived by the grace period is what matters now.
+				err = fmt.Errorf("%w: task %s: %w", lock.ErrLost, s.Name, err)
 				log.Error("run stopped, nothing recorded", "task", s.Name, "err", err)
 				return Result{}, err
 			}

@@ -192,10 +192,20 @@ func (r *Runner) listenForStop(ctx context.Context, log *slog.Logger, lk *lock.L
 		log.Warn("could not listen for unlock --force's notice: its stop request is read every keeper interval instead", "err", err)
 	}
 	go func() {
-		for m := range sub.Channel() {
-			var n Notice
-			if json.Unmarshal([]byte(m.Payload), &n) == nil && n.Event == "stop" && n.Holder == lk.Holder.Holder && n.Started.Equal(lk.Holder.Started) {
-				stop()
+		for m := range sub.ChannelWithSubscriptions() {
+			switch m := m.(type) {
+			case *redis.Subscription:
+				// The subscription was made again on a new connection: the old one dropped (a Redis
+				// restart, a failover), and a Redis that restarted empty has forgotten the lock. Look now
+				// rather than at the next refresh (up to TTL/3 later), so that the tree is killed before
+				// another holder's task starts beside it.
+				log.Warn("the connection to Redis dropped and was made again: checking the lock now")
+				lk.CheckNow()
+			case *redis.Message:
+				var n Notice
+				if json.Unmarshal([]byte(m.Payload), &n) == nil && n.Event == "stop" && n.Holder == lk.Holder.Holder && n.Started.Equal(lk.Holder.Started) {
+					stop()
+				}
 			}
 		}
 	}()

@@ -16,10 +16,13 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/proctree"
 )
 
 // DefaultGracePeriod is how long a cancelled exec task has between SIGTERM and SIGKILL. The grace period
-// never outlives the lock: when the holder's lock is lost (Env.LockLost) the group gets SIGKILL at once.
+// never outlives the lock: when the holder's lock is lost (Env.LockLost) the group gets SIGKILL at once,
+// and when the gate cannot act, the supervisor's lease (Env.Lease) ends it.
 const DefaultGracePeriod = 10 * time.Second
 
 // Exec runs a command in its own process group. Its output is logged line by line; its environment
@@ -65,15 +68,19 @@ func decodeExec(node *yaml.Node, _ LoadContext) (Task, error) {
 
 // Run starts the command and waits for it, or for ctx.
 func (e *Exec) Run(ctx context.Context, env Env) error {
-	// A gate killed with SIGKILL takes its command's whole tree along (outside a container nothing else
-	// would), so that the next holder never runs the same task beside an orphan: see supervise.go.
-	cmd, lifeline, report, err := supervisedCommand(e.Command)
+	// A gate killed with SIGKILL, or paused past its lease, takes its command's whole tree along, so that
+	// the next holder never runs the same task beside an orphan: see internal/proctree.
+	var until time.Time
+	var changed <-chan struct{}
+	if env.Lease != nil {
+		until, changed = env.Lease()
+	}
+	tree, err := proctree.Command(e.Command, until)
 	if err != nil {
 		return fmt.Errorf("start %s: %w", e.Command[0], err)
 	}
-	defer lifeline.Close()
-	defer report.Close()
-	mark := newTreeMark()
+	defer tree.Close()
+	cmd := tree.Cmd()
 	cmd.Dir = e.Dir
 	cmd.Env = os.Environ()
 	for k, v := range e.Env {
@@ -83,7 +90,7 @@ func (e *Exec) Run(ctx context.Context, env Env) error {
 		"MAINTENANCE_FROM_VERSION="+env.FromVersion,
 		"MAINTENANCE_TO_VERSION="+env.ToVersion,
 		"MAINTENANCE_FENCING_TOKEN="+strconv.FormatInt(env.FencingToken, 10),
-		mark,
+		tree.Mark(),
 	)
 	// Our own pipes rather than io.Writers: cmd.Wait then returns when the command exits, not when
 	// every process that inherited its output (a background child) has closed it.
@@ -91,45 +98,42 @@ func (e *Exec) Run(ctx context.Context, env Env) error {
 	if err != nil {
 		return fmt.Errorf("start %s: %w", e.Command[0], err)
 	}
-	err = cmd.Start()
-	// The lifeline's read end and the report's write end are the supervisor's now.
-	_, _ = cmd.ExtraFiles[0].Close(), cmd.ExtraFiles[1].Close()
-	if err != nil {
+	if err := tree.Start(); err != nil {
 		out.abort()
 		return fmt.Errorf("start %s: %w", e.Command[0], err)
 	}
 	out.started()
-	reported := make(chan bool, 1)
-	go func() {
-		b, _ := io.ReadAll(report)
-		reported <- len(b) > 0
-	}()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	pgid := -cmd.Process.Pid
-	// killTree has the supervisor SIGKILL the command's whole tree and reap it, then exit; the
-	// supervisor's own group is SIGKILLed only if it does not exit in time (the gate then kills the
-	// rest of the tree itself: see end).
-	killTree := func() {
-		_ = lifeline.Close()
-		select {
-		case <-done:
-		case <-time.After(drainWait):
-			_ = syscall.Kill(pgid, syscall.SIGKILL)
-			<-done
-		}
+	if changed != nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			// Each refresh of the lock that worked moves the supervisor's deadline.
+			for {
+				select {
+				case <-stop:
+					return
+				case <-changed:
+				}
+				until, changed = env.Lease()
+				tree.Extend(until)
+			}
+		}()
 	}
-
+	end := func(werr error) error {
+		defer out.drain()
+		if err := tree.End(werr, drainWait); err != nil {
+			return fmt.Errorf("%s: %w", e.Command[0], err)
+		}
+		if werr != nil {
+			return fmt.Errorf("%s: %w", e.Command[0], werr)
+		}
+		return nil
+	}
 	select {
-	case err := <-done:
+	case err := <-tree.Done():
 		// The supervisor killed whatever the command left running before it exited, unless it was
 		// killed itself.
-		if err = e.end(err, reported, mark); err != nil {
-			out.drain()
-			return err
-		}
-		out.drain()
-		return nil
+		return end(err)
 	case <-ctx.Done():
 	}
 	grace := e.GracePeriod
@@ -139,58 +143,45 @@ func (e *Exec) Run(ctx context.Context, env Env) error {
 	select {
 	case <-env.LockLost:
 		// A lock already lost gets no grace period: the next holder may be starting this very task.
-		killTree()
+		tree.Kill(drainWait)
 	default:
-		// The supervisor passes SIGTERM on to the command's process group.
-		_ = syscall.Kill(pgid, syscall.SIGTERM)
+		// The supervisor passes SIGTERM on to the command's process group; its lease still bounds the
+		// grace period when the gate cannot act.
+		tree.Signal(syscall.SIGTERM)
 		timer := time.NewTimer(grace)
 		defer timer.Stop()
 		select {
-		case <-done:
+		case <-tree.Done():
 		case <-timer.C:
 			env.Logger.Warn("task did not stop after SIGTERM, sending SIGKILL", "grace_period", grace.String())
-			killTree()
+			tree.Kill(drainWait)
 		case <-env.LockLost:
 			env.Logger.Warn("lock lost while the task winds down, sending SIGKILL")
-			killTree()
+			tree.Kill(drainWait)
 		}
 	}
-	if err := e.end(nil, reported, mark); errors.Is(err, ErrTreeNotGone) {
-		out.drain()
+	if err := end(nil); errors.Is(err, ErrTreeNotGone) || errors.Is(err, ErrLeaseExpired) {
 		return err
 	}
-	out.drain()
 	return fmt.Errorf("%s stopped: %w", e.Command[0], context.Cause(ctx))
-}
-
-// end runs once the supervisor has exited with werr: when it did not report (it was killed before it
-// could kill the tree), the gate kills and reaps the rest of the tree itself, so that Run never returns
-// while a process of the task runs; if that cannot be confirmed, ErrTreeNotGone. A supervisor killed by
-// a signal the gate did not send is ErrSupervisorKilled, not the command's failure.
-func (e *Exec) end(werr error, reported <-chan bool, mark string) error {
-	ok := false
-	select {
-	case ok = <-reported:
-	case <-time.After(drainWait):
-	}
-	if ok {
-		if werr != nil {
-			return fmt.Errorf("%s: %w", e.Command[0], werr)
-		}
-		return nil
-	}
-	if err := sweepTree(mark, drainWait); err != nil {
-		return fmt.Errorf("%s: the supervisor exited (%v) without confirming its tree gone: %w", e.Command[0], werr, err)
-	}
-	if werr == nil {
-		werr = errors.New("exited without a report")
-	}
-	return fmt.Errorf("%w (%v): the task's process tree was killed; the task did not fail on its own: %s", ErrSupervisorKilled, werr, e.Command[0])
 }
 
 // drainWait bounds the wait for the output of processes that left the command's process group
 // (setsid) and so survive its SIGKILL.
 const drainWait = 2 * time.Second
+
+// The errors of an exec task's process tree (internal/proctree), which the runner tells apart.
+var (
+	// ErrSupervisorKilled: the supervisor of an exec task died of a signal the gate did not send (the
+	// OOM killer, a kill -9). The task did not fail on its own: its tree was killed by the gate afterwards.
+	ErrSupervisorKilled = proctree.ErrSupervisorKilled
+	// ErrTreeNotGone: after its supervisor exited, processes of an exec task's tree could not be
+	// confirmed gone. The lock must not be released (it expires by itself).
+	ErrTreeNotGone = proctree.ErrTreeNotGone
+	// ErrLeaseExpired: the supervisor killed the task's tree because the lock's lease ran out before the
+	// gate renewed it (the gate paused or starved): the lock is no longer surely held.
+	ErrLeaseExpired = proctree.ErrLeaseExpired
+)
 
 // output carries a command's stdout and stderr to line loggers through pipes of our own.
 type output struct {

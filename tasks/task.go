@@ -37,6 +37,10 @@ type Env struct {
 	// LockLost is closed when the holder's lock is lost or no longer surely held: whatever the task
 	// still runs must stop at once, without a grace period (nil: never).
 	LockLost <-chan struct{}
+	// Lease returns the time until which the holder's lock is surely held, and a channel closed when
+	// that changes (a refresh that worked). An exec task's supervisor kills the task's tree when the
+	// lease runs out, whatever the gate does. Nil: no lease.
+	Lease func() (time.Time, <-chan struct{})
 }
 
 // Task is one configured unit of maintenance work. Run must return when ctx is done.

@@ -206,6 +206,22 @@ func (rr *roundRun) apply(e event) {
 		rr.note("%s: %s to %s", e.kind, name, p.name)
 		p.send(sig)
 		rr.restartWhenExited(i, p, time.Duration(200+rr.rng.IntN(800))*time.Millisecond)
+	case pauseHolder, pauseGrace:
+		i := rr.target(true)
+		if i < 0 {
+			rr.note("%s: no such replica now", e.kind)
+			return
+		}
+		p := rr.slots[i]
+		if e.kind == pauseGrace {
+			rr.note("%s: SIGTERM to %s", e.kind, p.name)
+			p.send(syscall.SIGTERM)
+			time.Sleep(50 * time.Millisecond)
+		}
+		rr.note("%s: SIGSTOP %s's gate for %dms", e.kind, p.name, e.dur.Milliseconds())
+		p.send(syscall.SIGSTOP)
+		rr.at(time.Since(rr.start)+e.dur, func() { rr.note("SIGCONT %s", p.name); p.send(syscall.SIGCONT) })
+		rr.restartWhenExited(i, p, e.dur+time.Duration(200+rr.rng.IntN(800))*time.Millisecond)
 	case redisStop:
 		rr.note("%s: SIGSTOP redis-server for %dms", e.kind, e.dur.Milliseconds())
 		rr.h.redis.Signal(syscall.SIGSTOP)
@@ -295,6 +311,9 @@ func (rr *roundRun) lastTaskEnded() (int, bool) {
 // heal ends every fault still in force.
 func (rr *roundRun) heal() {
 	rr.h.redis.Signal(syscall.SIGCONT)
+	for _, p := range rr.slots {
+		p.send(syscall.SIGCONT)
+	}
 	for _, p := range rr.h.proxies {
 		p.Resume()
 	}

@@ -29,6 +29,8 @@ const (
 	unlockForce  kind = "unlock-force"          // peerdb-maintenance unlock --force
 	versionSHA   kind = "version-non-semver"    // the recorded version is set to a non-semver value from outside, then the holder is SIGKILLed
 	versionNewer kind = "version-newer"         // the recorded version is set to a newer semver from outside
+	pauseHolder  kind = "sigstop-holder"        // SIGSTOP of the holder's gate only (not its task), SIGCONT after dur > TTL
+	pauseGrace   kind = "sigstop-holder-grace"  // SIGTERM of the holder, then SIGSTOP of its gate during the grace period
 )
 
 // weighted lists the faults with how often the schedule picks each.
@@ -38,7 +40,7 @@ var weighted = []struct {
 }{
 	{killHolder, 4}, {killWaiter, 2}, {termHolder, 4}, {termWaiter, 2}, {redisStop, 3}, {redisRestart, 2},
 	{clientPause, 3}, {proxyDelay, 3}, {proxyDrop, 3}, {slowRecord, 2}, {lostRecord, 2}, {unlock, 2}, {unlockForce, 2},
-	{versionSHA, 1}, {versionNewer, 1},
+	{versionSHA, 1}, {versionNewer, 1}, {pauseHolder, 2}, {pauseGrace, 2},
 }
 
 // event is one planned fault: at its offset from the round's start, for dur where it lasts.
@@ -97,6 +99,9 @@ func plan(seed uint64, n, replicas int) round {
 		case redisStop, clientPause, proxyDelay, proxyDrop:
 			// From well inside the keeper's interval to beyond the TTL.
 			e.dur = time.Duration(200+rng.IntN(int(r.ttl.Milliseconds()*2))) * time.Millisecond
+		case pauseHolder, pauseGrace:
+			// Longer than the lock: only the supervisor's own deadline keeps the tasks apart.
+			e.dur = r.ttl + time.Duration(200+rng.IntN(int(r.ttl.Milliseconds())))*time.Millisecond
 		case slowRecord, lostRecord:
 			// Beyond the replicas' read timeout, so that the record's outcome is unknown to the holder.
 			e.dur = readTimeout + time.Duration(100+rng.IntN(int(r.ttl.Milliseconds())))*time.Millisecond
