@@ -30,8 +30,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"time"
 	"testing"
+	"time"
 )
 
 // PeerDB's task queues (flow/shared/constants.go).
