@@ -31,6 +31,7 @@ func init() {
 		"run":      {"run the gate", cmdRun},
 		"status":   {"show the gate's state", cmdStatus},
 		"history":  {"show the last attempts", cmdHistory},
+		"install":  {"copy this binary into a directory (a volume shared with another image), to run the gate there; no Redis", cmdInstall},
 		"unlock":   {"remove a stuck lock; refuses while the holder is alive (its lock refreshed lately) unless --force, which asks the holder to stop first", cmdUnlock},
 		"validate": {"check configuration and a task file without touching Redis", cmdValidate},
 		"version":  {"print version, commit and Go version", cmdVersion},
@@ -49,7 +50,7 @@ func parseFlags(fs *flag.FlagSet, args []string, synopsis string, stdout io.Writ
 				fs.SetOutput(stdout)
 				fs.PrintDefaults()
 			}
-			if fs.Name() != "version" {
+			if fs.Name() != "version" && fs.Name() != "install" {
 				fmt.Fprintln(stdout, "\nEnvironment (durations in Go syntax: 30s, 2m, 1h30m):")
 				_ = config.WriteVars(stdout)
 			}

@@ -91,6 +91,7 @@ func exitCode(err error) int {
 		cfgErr  *config.Error
 		fileErr *tasks.FileError
 		usage   *usageError
+		install *installError
 	)
 	switch {
 	case err == nil:
@@ -100,7 +101,7 @@ func exitCode(err error) int {
 			return 130
 		}
 		return 143
-	case errors.As(err, &cfgErr), errors.As(err, &fileErr), errors.As(err, &usage),
+	case errors.As(err, &cfgErr), errors.As(err, &fileErr), errors.As(err, &usage), errors.As(err, &install),
 		errors.Is(err, runner.ErrConfig), errors.Is(err, runner.ErrAuth), errors.Is(err, runner.ErrRedisRefused),
 		errors.Is(err, runner.ErrHolderAlive):
 		return 2
@@ -142,6 +143,8 @@ Usage:
   peerdb-maintenance unlock [--force]                         remove a stuck lock (waits for it to expire); a live
                                                               holder only with --force, which asks it to stop first
   peerdb-maintenance validate [tasks-file]                    check configuration and a task file; no Redis
+  peerdb-maintenance install DIR                              copy this binary to DIR/peerdb-maintenance, to run it
+                                                              inside another image; no Redis
   peerdb-maintenance version                                  print version, commit and Go version
 
 Every command takes --help. Configuration is read from the environment, listed below; every bad

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -305,7 +306,14 @@ func (r *Runner) terminationMessage(res Result, err error) {
 		msg = fmt.Sprintf("version %s: %v", r.cfg.Version, err)
 	}
 	// A FIFO there (or anything but a file or a device) would block the exit of a gate that is done.
-	if werr := safefile.WriteLog(context.Background(), path, []byte(msg+"\n")); werr != nil && !errors.Is(werr, fs.ErrNotExist) {
+	werr := safefile.WriteLog(context.Background(), path, []byte(msg+"\n"))
+	switch {
+	case werr == nil:
+	case errors.Is(werr, fs.ErrNotExist), errors.Is(werr, fs.ErrPermission), errors.Is(werr, syscall.EROFS):
+		// Outside Kubernetes, or the gate copied into another image run by a user of its own: there is
+		// no termination log to write, which is no fault of the run.
+		r.log.Debug("no termination log written", "path", path, "err", werr)
+	default:
 		r.log.Warn("could not write the termination message", "path", path, "err", werr)
 	}
 }

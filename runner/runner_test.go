@@ -269,6 +269,20 @@ func TestTerminationLogGetsTheOutcome(t *testing.T) {
 	}
 }
 
+func TestAMissingTerminationLogIsSkippedWithADebugLine(t *testing.T) {
+	// The gate copied into another image: no /dev/termination-log there, or none this user can write.
+	h := newHarness(t)
+	path := filepath.Join(t.TempDir(), "absent", "termination-log")
+	r, logs := h.runner(nil, "MAINTENANCE_TERMINATION_LOG", path)
+	if _, err := r.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if strings.Contains(out, `"level":"WARN"`) || !strings.Contains(out, `"msg":"no termination log written"`) {
+		t.Errorf("want one debug line and no warning for a missing termination log; logs:\n%s", out)
+	}
+}
+
 func TestLockIsReleasedAfterATaskFails(t *testing.T) {
 	h := newHarness(t)
 	var c counter

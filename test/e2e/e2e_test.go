@@ -66,6 +66,12 @@ func startReplica(t *testing.T, env map[string]string, args ...string) *replica 
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
+	return startProcess(t, cmd)
+}
+
+// startProcess starts cmd as a replica, killed when the test ends.
+func startProcess(t *testing.T, cmd *exec.Cmd) *replica {
+	t.Helper()
 	r := &replica{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = r.stderr
 	if err := cmd.Start(); err != nil {

@@ -19,9 +19,15 @@ const (
 // build there, so that the repository never holds a packaged chart. It returns the copied parent.
 func exampleChart(t *testing.T) string {
 	t.Helper()
+	return exampleChartAt(t, exampleChartDir)
+}
+
+// exampleChartAt is exampleChart for the example parent chart in dir.
+func exampleChartAt(t *testing.T, dir string) string {
+	t.Helper()
 	root, tmp := repoRoot(t), t.TempDir()
-	parent := filepath.Join(tmp, filepath.FromSlash(exampleChartDir))
-	copyTree(t, filepath.Join(root, filepath.FromSlash(exampleChartDir)), parent)
+	parent := filepath.Join(tmp, filepath.FromSlash(dir))
+	copyTree(t, filepath.Join(root, filepath.FromSlash(dir)), parent)
 	copyTree(t, filepath.Join(root, filepath.FromSlash(chartDir)), filepath.Join(tmp, filepath.FromSlash(chartDir)))
 	for _, stale := range []string{"charts", "Chart.lock"} { // from a local helm dependency build
 		if err := os.RemoveAll(filepath.Join(parent, stale)); err != nil {

@@ -17,10 +17,25 @@ import (
 
 const peerdbComposeFile = "examples/peerdb-compose/docker-compose.yml"
 
-// peerdbServices are the services of PeerDB's own docker-compose.yml (PeerDB-io/peerdb at commit
-// 002eb4b1dc420fe3cd44e698330e9a57db8b58f7), which examples/peerdb-compose is merged into.
-var peerdbServices = []string{"catalog", "temporal", "temporal-admin-tools", "temporal-ui", "flow-migrate",
-	"flow-api", "flow-snapshot-worker", "flow-worker", "peerdb", "peerdb-ui", "minio"}
+// peerdbServices are the services of PeerDB's own docker-compose.yml, which examples/peerdb-compose is
+// merged into: read from testdata/peerdb-services.txt, itself copied from the facts file about PeerDB's
+// deployment (../shared/peerdb-deploy/README.md), never written from memory.
+var peerdbServices = readServiceList("testdata/peerdb-services.txt")
+
+// readServiceList reads a list of service names, one a line, skipping comments and blank lines.
+func readServiceList(path string) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		panic(err)
+	}
+	var names []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			names = append(names, line)
+		}
+	}
+	return names
+}
 
 // The services the example gates, and those it must not: flow-api is called by the tasks, flow-worker runs
 // PeerDB's maintenance workflows, flow-snapshot-worker finishes the snapshots the start workflow waits for.

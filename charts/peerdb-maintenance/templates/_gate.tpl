@@ -73,90 +73,14 @@ peerdb-maintenance.container renders one container item running the gate, from a
     {{- toYaml . | nindent 4 }}
   {{- end }}
   env:
-    - name: PEERDB_DEPLOYMENT_VERSION
-      value: {{ $v.deploymentVersion | default .context.Chart.AppVersion | required "peerdb-maintenance: set deploymentVersion" | quote }}
-    - name: REDIS_URL
-      valueFrom:
-        secretKeyRef:
-          {{- if $v.redis.existingSecret }}
-          name: {{ $v.redis.existingSecret }}
-          key: {{ $v.redis.existingSecretKey }}
-          {{- else }}
-          name: {{ .redisSecret | default (include "peerdb-maintenance.redisSecretName" .) }}
-          key: redis-url
-          {{- end }}
-    - name: REDIS_MODE
-      value: {{ $v.redis.mode | quote }}
-    {{- if $tls.existingSecret }}
-    {{- if $tls.caKey }}
-    - name: REDIS_CA_FILE
-      value: {{ printf "%s/%s" $tlsDir $tls.caKey | quote }}
-    {{- end }}
-    {{- if $tls.certKey }}
-    - name: REDIS_CERT_FILE
-      value: {{ printf "%s/%s" $tlsDir $tls.certKey | quote }}
-    {{- end }}
-    {{- if $tls.keyKey }}
-    - name: REDIS_KEY_FILE
-      value: {{ printf "%s/%s" $tlsDir $tls.keyKey | quote }}
-    {{- end }}
-    {{- end }}
-    - name: POD_NAME
-      valueFrom:
-        fieldRef:
-          fieldPath: metadata.name
-    - name: MAINTENANCE_NAME
-      value: {{ .gate | quote }}
-    - name: MAINTENANCE_KEY_PREFIX
-      value: {{ $v.gate.keyPrefix | quote }}
-    - name: MAINTENANCE_LOCK_TTL
-      value: {{ $v.gate.lockTTL | quote }}
-    - name: MAINTENANCE_WAIT_TIMEOUT
-      value: {{ $v.gate.waitTimeout | quote }}
-    - name: MAINTENANCE_CONNECT_TIMEOUT
-      value: {{ $v.gate.connectTimeout | quote }}
-    - name: MAINTENANCE_DOWNGRADE
-      value: {{ $v.gate.downgrade | quote }}
-    - name: MAINTENANCE_FAILURE_COOLDOWN
-      value: {{ $v.gate.failureCooldown | quote }}
-    {{- if .dryRun }}
-    - name: MAINTENANCE_DRY_RUN
-      value: "true"
-    {{- end }}
-    {{- if .tasksConfigMap }}
-    - name: MAINTENANCE_TASKS_FILE
-      value: {{ printf "/etc/peerdb-maintenance/tasks/%s" .tasksKey | quote }}
-    {{- end }}
-    {{- if .force }}
-    - name: MAINTENANCE_FORCE
-      value: "true"
-    {{- end }}
-    - name: LOG_FORMAT
-      value: {{ $v.log.format | quote }}
-    - name: LOG_LEVEL
-      value: {{ $v.log.level | quote }}
-    {{- with $v.extraEnv }}
-    {{- toYaml . | nindent 4 }}
-    {{- end }}
+    {{- include "peerdb-maintenance.env" . | trim | nindent 4 }}
   {{- with $v.extraEnvFrom }}
   envFrom:
     {{- toYaml . | nindent 4 }}
   {{- end }}
   {{- if or .tasksConfigMap $tls.existingSecret $v.extraVolumeMounts }}
   volumeMounts:
-    {{- if .tasksConfigMap }}
-    - name: peerdb-maintenance-tasks
-      mountPath: /etc/peerdb-maintenance/tasks
-      readOnly: true
-    {{- end }}
-    {{- if $tls.existingSecret }}
-    - name: peerdb-maintenance-redis-tls
-      mountPath: {{ $tlsDir }}
-      readOnly: true
-    {{- end }}
-    {{- with $v.extraVolumeMounts }}
-    {{- toYaml . | nindent 4 }}
-    {{- end }}
+    {{- include "peerdb-maintenance.volumeMounts" . | trim | nindent 4 }}
   {{- end }}
   {{- with $v.resources }}
   resources:
@@ -167,4 +91,102 @@ peerdb-maintenance.container renders one container item running the gate, from a
     {{- toYaml . | nindent 4 }}
   {{- end }}
   terminationMessagePolicy: FallbackToLogsOnError
+{{- end }}
+
+{{/*
+peerdb-maintenance.env renders the gate's environment variables (list items), from the dict of
+peerdb-maintenance.container.
+*/}}
+{{- define "peerdb-maintenance.env" -}}
+{{- $v := .values }}
+{{- $tls := $v.redis.tls }}
+{{- $tlsDir := "/etc/peerdb-maintenance/redis-tls" -}}
+- name: PEERDB_DEPLOYMENT_VERSION
+  value: {{ $v.deploymentVersion | default .context.Chart.AppVersion | required "peerdb-maintenance: set deploymentVersion" | quote }}
+- name: REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      {{- if $v.redis.existingSecret }}
+      name: {{ $v.redis.existingSecret }}
+      key: {{ $v.redis.existingSecretKey }}
+      {{- else }}
+      name: {{ .redisSecret | default (include "peerdb-maintenance.redisSecretName" .) }}
+      key: redis-url
+      {{- end }}
+- name: REDIS_MODE
+  value: {{ $v.redis.mode | quote }}
+{{- if $tls.existingSecret }}
+{{- if $tls.caKey }}
+- name: REDIS_CA_FILE
+  value: {{ printf "%s/%s" $tlsDir $tls.caKey | quote }}
+{{- end }}
+{{- if $tls.certKey }}
+- name: REDIS_CERT_FILE
+  value: {{ printf "%s/%s" $tlsDir $tls.certKey | quote }}
+{{- end }}
+{{- if $tls.keyKey }}
+- name: REDIS_KEY_FILE
+  value: {{ printf "%s/%s" $tlsDir $tls.keyKey | quote }}
+{{- end }}
+{{- end }}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: MAINTENANCE_NAME
+  value: {{ .gate | quote }}
+- name: MAINTENANCE_KEY_PREFIX
+  value: {{ $v.gate.keyPrefix | quote }}
+- name: MAINTENANCE_LOCK_TTL
+  value: {{ $v.gate.lockTTL | quote }}
+- name: MAINTENANCE_WAIT_TIMEOUT
+  value: {{ $v.gate.waitTimeout | quote }}
+- name: MAINTENANCE_CONNECT_TIMEOUT
+  value: {{ $v.gate.connectTimeout | quote }}
+- name: MAINTENANCE_DOWNGRADE
+  value: {{ $v.gate.downgrade | quote }}
+- name: MAINTENANCE_FAILURE_COOLDOWN
+  value: {{ $v.gate.failureCooldown | quote }}
+{{- if .dryRun }}
+- name: MAINTENANCE_DRY_RUN
+  value: "true"
+{{- end }}
+{{- if .tasksConfigMap }}
+- name: MAINTENANCE_TASKS_FILE
+  value: {{ printf "/etc/peerdb-maintenance/tasks/%s" .tasksKey | quote }}
+{{- end }}
+{{- if .force }}
+- name: MAINTENANCE_FORCE
+  value: "true"
+{{- end }}
+- name: LOG_FORMAT
+  value: {{ $v.log.format | quote }}
+- name: LOG_LEVEL
+  value: {{ $v.log.level | quote }}
+{{- with $v.extraEnv }}
+{{- toYaml . | nindent 0 }}
+{{- end }}
+{{- end }}
+
+{{/*
+peerdb-maintenance.volumeMounts renders the gate's volume mounts (list items): the task file, the Redis
+TLS Secret and extraVolumeMounts, from the dict of peerdb-maintenance.container.
+*/}}
+{{- define "peerdb-maintenance.volumeMounts" -}}
+{{- $v := .values }}
+{{- $tls := $v.redis.tls }}
+{{- $tlsDir := "/etc/peerdb-maintenance/redis-tls" -}}
+{{- if .tasksConfigMap }}
+- name: peerdb-maintenance-tasks
+  mountPath: /etc/peerdb-maintenance/tasks
+  readOnly: true
+{{- end }}
+{{- if $tls.existingSecret }}
+- name: peerdb-maintenance-redis-tls
+  mountPath: {{ $tlsDir }}
+  readOnly: true
+{{- end }}
+{{- with $v.extraVolumeMounts }}
+{{- toYaml . | nindent 0 }}
+{{- end }}
 {{- end }}

@@ -62,6 +62,7 @@ type Request struct {
 	Path   string
 	Header http.Header
 	Body   string
+	Time   time.Time // when it arrived, so that a test can order it against what other processes did
 }
 
 // Fault is an error answer the stand-in gives instead of the normal one.
@@ -200,7 +201,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	route := r.Method + " " + r.URL.Path
 	s.Lock()
-	s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: string(body)})
+	s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: string(body), Time: time.Now()})
 	hang, arrived := s.Hang, s.Arrived
 	s.Unlock()
 	if arrived != nil {
