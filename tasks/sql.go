@@ -209,6 +209,15 @@ func (s *SQL) Run(ctx context.Context, env Env) error {
 	return nil
 }
 
+// content is the text of every script, files included: an edited SQL file is a changed task.
+func (s *SQL) content() []string {
+	out := make([]string, len(s.scripts))
+	for i, sc := range s.scripts {
+		out[i] = sc.text
+	}
+	return out
+}
+
 func (s *SQL) interrupted(ctx context.Context, what string, err error) error {
 	if expired(ctx) {
 		return fmt.Errorf("%s stopped, transaction rolled back: %w", what, context.Cause(ctx))

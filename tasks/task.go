@@ -51,6 +51,9 @@ type Spec struct {
 	Timeout time.Duration
 	When    When
 	Task    Task
+	// Digest identifies the definition as loaded (kind, the kind's fields, when, timeout, and the files
+	// an sql task read): a progress mark made under another digest does not count as done.
+	Digest string
 }
 
 // Decoder builds a Task from a kind's YAML node. It returns every problem it finds as a FieldError
