@@ -99,7 +99,7 @@ func (r *Runner) hold(sess *session, log *slog.Logger, start time.Time, recorded
 	r.crashPoint(runCtx, "before-tasks")
 	entry := Entry{Version: target, Previous: recorded, Holder: r.cfg.Holder, Pod: r.cfg.Pod, FencingToken: token, Started: lk.Holder.Started}
 	env := tasks.Env{FromVersion: recorded, ToVersion: target, FencingToken: token, Getenv: r.getenv, Redis: r.rdb, GateTag: r.keys.Tag,
-		LockLost: lk.Lost()}
+		LockTTL: r.cfg.LockTTL, LockLost: lk.Lost()}
 	for i, s := range r.specs {
 		if err := r.runTask(runCtx, log, lk, env, i, s, done, skips[s.Name]); err != nil {
 			var se *stateError

@@ -34,6 +34,8 @@ type Env struct {
 	Redis redis.UniversalClient
 	// GateTag is the hash tag of the gate's own keys ({prefix:name}); tasks must not touch keys under it.
 	GateTag string
+	// LockTTL is MAINTENANCE_LOCK_TTL: an sql task's transaction may not sit idle for longer (zero: 30s).
+	LockTTL time.Duration
 	// LockLost is closed when the holder's lock is lost or no longer surely held: whatever the task
 	// still runs must stop at once, without a grace period (nil: never).
 	LockLost <-chan struct{}
