@@ -81,7 +81,7 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 			if _, err := sub.Receive(waitCtx); err != nil && ctx.Err() == nil && waitCtx.Err() == nil {
 				log.Warn("could not subscribe to completion notices, polling only", "err", err)
 			}
-			notices = sub.Channel()
+			notices = redisconn.Messages(sub)
 			waitStart = time.Now()
 			lastLog = waitStart
 			if errors.Is(err, lock.ErrNotObtained) {
