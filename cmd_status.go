@@ -13,16 +13,25 @@ import (
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/escape"
 	"github.com/peerdb-maintenance/peerdb-maintenance/runner"
+	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
 )
 
-// inspect opens a runner for a read-only command and connects to Redis.
-func inspect(ctx context.Context, getenv func(string) string, stderr io.Writer) (*runner.Runner, *slog.Logger, error) {
+// inspect opens a runner for a read-only command and connects to Redis. With withTasks it loads the
+// task file too when one is set, so that status can compare progress with the definitions; a task file
+// that does not load is logged and left out, as status must work while the file is being fixed.
+func inspect(ctx context.Context, getenv func(string) string, stderr io.Writer, withTasks ...bool) (*runner.Runner, *slog.Logger, error) {
 	cfg, err := loadConfig(getenv, true)
 	if err != nil {
 		return nil, nil, fail(earlyLogger(getenv, stderr), "invalid configuration", err)
 	}
 	log := newLogger(cfg.LogFormat, cfg.LogLevel, stderr).With("gate", cfg.Name)
-	r := runner.New(cfg, runner.Options{Logger: log, Getenv: getenv})
+	var specs []tasks.Spec
+	if len(withTasks) > 0 && withTasks[0] && cfg.TasksFile != "" {
+		if specs, err = loadTasks(ctx, cfg, nil, getenv); err != nil {
+			log.Warn("task file not loaded: progress is shown without comparing it with the task definitions", "err", err)
+		}
+	}
+	r := runner.New(cfg, runner.Options{Logger: log, Getenv: getenv, Specs: specs})
 	if err := r.Connect(ctx); err != nil {
 		r.Close()
 		return nil, nil, fail(log, "cannot reach Redis", err)
@@ -43,7 +52,7 @@ func cmdStatus(ctx context.Context, args []string, getenv func(string) string, s
 	if *n <= 0 {
 		return &usageError{msg: "status: -n must be positive"}
 	}
-	r, log, err := inspect(ctx, getenv, stderr)
+	r, log, err := inspect(ctx, getenv, stderr, true)
 	if err != nil {
 		return err
 	}
@@ -71,6 +80,9 @@ func cmdStatus(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	if st.Progress != nil {
 		fmt.Fprintf(w, "progress:\tversion %s, fencing token %d, done: %s\n", q(st.Progress.Version), st.Progress.FencingToken, orNone(q(strings.Join(st.Progress.Done, ", ")), "none"))
+		for _, c := range st.Progress.Changed {
+			fmt.Fprintf(w, "changed:\t%s done under digest %s, the task file now has %s: it runs again\n", q(c.Task), orNone(q(c.DoneDigest), "(none)"), c.LoadedDigest)
+		}
 	}
 	if err := w.Flush(); err != nil {
 		return err

@@ -30,8 +30,15 @@ func main() {
 	os.Exit(exitCode(err))
 }
 
-// run is the whole program: it owns signal handling and dispatches to one command.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// run is the whole program: it owns signal handling and dispatches to one command. A panic in it
+// (an internal error) ends as one log line and exit 2, never as a stack trace.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &InternalError{Panic: p}
+			earlyLogger(getenv, stderr).Error("internal error, stopped", "err", err, "exit_code", exitCode(err))
+		}
+	}()
 	ctx, stop := notifyContext(ctx)
 	defer stop()
 	name, rest := "run", args
@@ -42,7 +49,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			name = "help"
 		}
 	}
-	var err error
 	if name == "help" {
 		err = help(args[1:], stdout)
 	} else {
@@ -55,6 +61,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	return err
 }
+
+// InternalError is a panic recovered at the top of the program: a bug, reported in one line (exit 2).
+type InternalError struct{ Panic any }
+
+func (e *InternalError) Error() string { return fmt.Sprintf("internal error: %v", e.Panic) }
 
 // SignalError is the cause of a run cancelled by SIGINT or SIGTERM.
 type SignalError struct{ Signal os.Signal }
@@ -87,11 +98,12 @@ func (e *usageError) Error() string { return e.msg }
 // exitCode maps an error to the exit codes of DESIGN.md section 6. It is the only place that does.
 func exitCode(err error) int {
 	var (
-		sig     *SignalError
-		cfgErr  *config.Error
-		fileErr *tasks.FileError
-		usage   *usageError
-		install *installError
+		internal *InternalError
+		sig      *SignalError
+		cfgErr   *config.Error
+		fileErr  *tasks.FileError
+		usage    *usageError
+		install  *installError
 	)
 	switch {
 	case err == nil:
@@ -101,6 +113,8 @@ func exitCode(err error) int {
 			return 130
 		}
 		return 143
+	case errors.As(err, &internal), errors.Is(err, runner.ErrMalformedReply):
+		return 2
 	case errors.As(err, &cfgErr), errors.As(err, &fileErr), errors.As(err, &usage), errors.As(err, &install),
 		errors.Is(err, runner.ErrConfig), errors.Is(err, runner.ErrAuth), errors.Is(err, runner.ErrRedisRefused),
 		errors.Is(err, runner.ErrHolderAlive):
@@ -151,6 +165,7 @@ Every command takes --help. Configuration is read from the environment, listed b
 value is named in one error (exit 2) before Redis is contacted.
 
 Exit codes: 0 done or nothing to do, 1 task failed, 2 bad configuration, usage, Redis credentials or certificate,
+a TLS mismatch, a reply that is not the Redis protocol, an internal error,
 or a command Redis refuses (WRONGTYPE, an unknown or renamed command, NOPERM, a corrupted fencing counter),
 3 timed out (Redis unreachable, or waiting for another replica) or a Redis that refuses writes (READONLY, OOM,
 MISCONF), 4 lock lost, 5 downgrade refused,

@@ -64,6 +64,8 @@ func TestExitCodeMapsEveryErrorClass(t *testing.T) {
 		{"wait ran out", fmt.Errorf("%w: x", runner.ErrWaitTimeout), 3},
 		{"lock lost", fmt.Errorf("%w: x", lock.ErrLost), 4},
 		{"downgrade refused", fmt.Errorf("%w: x", runner.ErrDowngrade), 5},
+		{"a reply that is not the Redis protocol", fmt.Errorf("%w: x", runner.ErrMalformedReply), 2},
+		{"an internal error", &InternalError{Panic: "boom"}, 2},
 		{"SIGINT", &SignalError{Signal: syscall.SIGINT}, 130},
 		{"SIGTERM", fmt.Errorf("task stopped: %w", &SignalError{Signal: syscall.SIGTERM}), 143},
 	}

@@ -19,7 +19,7 @@ func TestFencingTokensAreExactAtAnySize(t *testing.T) {
 		{"above 2^53, where doubles skip integers", "9007199254740993", 9007199254740994},
 		{"one below the int64 limit", "9223372036854775806", 9223372036854775807},
 		{"a carry through every digit", "99999999999999999", 100000000000000000},
-		{"leading zeros", "00099999999999999", 100000000000000},
+		{"leading zeros", "0009999999999999999", 10000000000000000},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -220,9 +220,13 @@ func (lk *Lock) markLost() {
 func (lk *Lock) Value() string { return lk.lk.Token() + lk.lk.Metadata() }
 
 // fenceScript takes the next fencing token: the larger of the last token + 1 and the Redis server's
-// clock in milliseconds. A plain INCR would start again at 1 when Redis loses the counter (a restart
-// without persistence, a failover to a replica that had not received it), handing a new holder a
-// smaller token than a stale one still running; the clock keeps tokens growing across such a loss.
+// clock in microseconds (TIME's seconds and microseconds, joined as digits). A plain INCR would start
+// again at 1 when Redis loses the counter (a restart without persistence, a failover to a replica that
+// had not received it), handing a new holder a smaller token than a stale one still running; the clock
+// keeps tokens growing across such a loss. It counts in microseconds, not milliseconds: after a loss the
+// next token is the clock itself, and a millisecond clock could equal the token a stale holder took in
+// the same millisecond. Tokens of earlier releases (the clock in milliseconds, about 10^12) stay below
+// every token taken from the microsecond clock (about 10^15).
 // Lua numbers are doubles, exact only below 2^53, so the script does its arithmetic on decimal strings
 // (compare by length, then digit by digit; add one with a carry), and refuses a counter that is not a
 // decimal number. The token is returned as a string and parsed as an int64 by the caller.
@@ -242,7 +246,7 @@ end
 local nextTok = table.concat(digits)
 if carry == 1 then nextTok = "1" .. nextTok end
 local t = redis.call("time")
-local now = t[1] .. string.format("%03d", math.floor(tonumber(t[2]) / 1000))
+local now = t[1] .. string.format("%06d", tonumber(t[2]))
 local n = nextTok
 if #now > #n or (#now == #n and now > n) then n = now end
 redis.call("set", KEYS[1], n)

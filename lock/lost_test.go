@@ -41,6 +41,30 @@ func TestFencingTokensIncreaseAfterRedisLostTheCounter(t *testing.T) {
 	}
 }
 
+// A token taken by an earlier release (the server's clock in milliseconds) stays below the next one, so
+// that an upgraded gate never hands out a token a stale holder of the old release could tie or beat.
+func TestFencingTokensOfTheMillisecondClockStayBelow(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	c := srv.Client()
+	now, err := c.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An old token from a clock a day ahead of this one: still below.
+	old := now.Add(24 * time.Hour).UnixMilli()
+	if err := c.Set(ctx, fenceKey, old, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := obtain(t, lock.New(c, key, fenceKey, time.Second), "a").Fence(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok <= old || tok < now.UnixMicro() {
+		t.Errorf("token %d after the millisecond-clock token %d (server clock %d µs), want above both", tok, old, now.UnixMicro())
+	}
+}
+
 // scriptCalls returns how many scripts the server has run (EVAL and EVALSHA).
 func scriptCalls(t *testing.T, c *redis.Client) int {
 	t.Helper()

@@ -33,11 +33,6 @@ func expiryGrace(ttl time.Duration) time.Duration {
 	return time.Millisecond + rand.N(min(ttl/20, 100*time.Millisecond)+1)
 }
 
-// noticeHealthCheck is how often an idle subscription is pinged to find a dead connection. A notice lost
-// on one costs a waiter no more than one expiry of the lock, so the check can be rare: go-redis's default
-// (3s) would cost more Redis commands than the whole wait.
-func noticeHealthCheck(ttl time.Duration) time.Duration { return max(ttl, 3*waitLogEvery) }
-
 // elect is step 5: take the lock, or wait for the holder's notice and try again, until
 // MAINTENANCE_WAIT_TIMEOUT. A waiter reads the lock's TTL and sleeps until it would expire, unless a
 // notice comes first: every way a holder gives the lock up publishes one (recorded, failed, released,
@@ -185,7 +180,7 @@ func (r *Runner) subscribe(ctx, waitCtx context.Context, log *slog.Logger) (*red
 	if _, err := sub.Receive(waitCtx); err != nil && ctx.Err() == nil && waitCtx.Err() == nil {
 		log.Warn("could not subscribe to completion notices, polling only", "err", err)
 	}
-	return sub, sub.Channel(redis.WithChannelHealthCheckInterval(noticeHealthCheck(r.cfg.LockTTL)))
+	return sub, redisconn.Messages(sub, nil)
 }
 
 // waitForLock waits until the lock may be free: a release notice, or the lock's expiry as last read

@@ -26,6 +26,8 @@ var (
 	ErrUnreachable = errors.New("runner: Redis unreachable")
 	// ErrWaitTimeout: another replica's run did not finish within MAINTENANCE_WAIT_TIMEOUT (exit 3).
 	ErrWaitTimeout = errors.New("runner: timed out waiting for another replica")
+	// ErrMalformedReply: what answered at REDIS_URL sent a reply that is not the Redis protocol (exit 2).
+	ErrMalformedReply = errors.New("runner: Redis sent a reply that cannot be read")
 	// ErrDowngrade: the recorded version is newer and MAINTENANCE_DOWNGRADE=fail (exit 5).
 	ErrDowngrade = errors.New("runner: downgrade refused")
 )
@@ -44,6 +46,9 @@ func (e *TaskError) Unwrap() []error { return []error{ErrTaskFailed, e.Err} }
 // permanent returns the error to end the run with when err is a Redis error no retry can cure
 // (invariant 6), naming it with the server's own words; nil when err may be transient.
 func permanent(what string, err error) error {
+	if errors.Is(err, redisconn.ErrMalformedReply) {
+		return fmt.Errorf("%w: %s: %v", ErrMalformedReply, what, err)
+	}
 	if errors.Is(err, lock.ErrCorruptFence) {
 		return fmt.Errorf("%w: %s: %v", ErrRedisRefused, what, err)
 	}

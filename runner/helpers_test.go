@@ -25,7 +25,7 @@ type funcTask func(ctx context.Context, env tasks.Env) error
 func (f funcTask) Run(ctx context.Context, env tasks.Env) error { return f(ctx, env) }
 
 func spec(name string, f funcTask) tasks.Spec {
-	return tasks.Spec{Name: name, Kind: "test", Timeout: time.Minute, Task: f}
+	return tasks.Spec{Name: name, Kind: "test", Timeout: time.Minute, Task: f, Digest: "test:" + name}
 }
 
 // counter counts task runs per name.

@@ -92,7 +92,7 @@ func (r *Runner) hold(sess *session, log *slog.Logger, start time.Time, recorded
 	log = log.With("holder", r.cfg.Holder, "fencing_token", token)
 	runCtx := ctx
 
-	done, err := r.resume(runCtx, lk, token)
+	done, err := r.resume(runCtx, log, lk, token)
 	if err != nil {
 		return Result{}, r.lostOr(runCtx, err)
 	}
@@ -100,7 +100,7 @@ func (r *Runner) hold(sess *session, log *slog.Logger, start time.Time, recorded
 	r.crashPoint(runCtx, "before-tasks")
 	entry := Entry{Version: target, Previous: recorded, Holder: r.cfg.Holder, Pod: r.cfg.Pod, FencingToken: token, Started: lk.Holder.Started}
 	env := tasks.Env{FromVersion: recorded, ToVersion: target, FencingToken: token, Getenv: r.getenv, Redis: r.rdb, GateTag: r.keys.Tag,
-		LockLost: lk.Lost(), Lease: lk.Lease}
+		LockTTL: r.cfg.LockTTL, LockLost: lk.Lost(), Lease: lk.Lease}
 	for i, s := range r.specs {
 		if err := r.runTask(runCtx, log, lk, env, i, s, done, skips[s.Name]); err != nil {
 			var se *stateError
@@ -208,7 +208,7 @@ func (r *Runner) runTask(ctx context.Context, log *slog.Logger, lk *lock.Lock, e
 		return err
 	}
 	tlog.Info("task finished", "duration_ms", time.Since(started).Milliseconds())
-	mark, _ := json.Marshal(doneMark{Finished: time.Now().UTC(), FencingToken: env.FencingToken})
+	mark, _ := json.Marshal(doneMark{Finished: time.Now().UTC(), FencingToken: env.FencingToken, Digest: s.Digest})
 	return r.progress(ctx, lk, false, donePrefix+s.Name, string(mark))
 }
 
@@ -247,8 +247,9 @@ func redisErr(ctx context.Context, what string, err error) error {
 }
 
 // resume reads the progress of an earlier attempt for the same target version and returns the tasks
-// it finished. Progress of another version is discarded.
-func (r *Runner) resume(ctx context.Context, lk *lock.Lock, token int64) (map[string]bool, error) {
+// it finished under their current definition (invariant 7): a task done under another digest runs
+// again, and says so. Progress of another version is discarded.
+func (r *Runner) resume(ctx context.Context, log *slog.Logger, lk *lock.Lock, token int64) (map[string]bool, error) {
 	p, err := r.readProgress(ctx)
 	if err != nil {
 		return nil, err
@@ -258,8 +259,12 @@ func (r *Runner) resume(ctx context.Context, lk *lock.Lock, token int64) (map[st
 		return map[string]bool{}, r.progress(ctx, lk, true, "version", r.cfg.Version, "fencing_token", tok)
 	}
 	done := map[string]bool{}
-	for _, name := range p.Done {
-		done[name] = true
+	for _, s := range r.specs {
+		done[s.Name] = p.IsDone(s.Name, s.Digest)
+	}
+	for _, c := range p.changed(r.specs) {
+		log.Info("task done in an earlier attempt under another definition: it changed, and runs again",
+			"task", c.Task, "done_digest", c.DoneDigest, "digest", c.LoadedDigest)
 	}
 	return done, r.progress(ctx, lk, false, "fencing_token", tok)
 }

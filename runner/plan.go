@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -40,8 +41,10 @@ func (r *Runner) plan(ctx context.Context, recorded string) (Result, error) {
 	}
 	for _, s := range r.specs {
 		step := PlanStep{Task: s.Name, Kind: s.Kind, Action: "run"}
-		if resuming && progress.IsDone(s.Name) {
+		if resuming && progress.IsDone(s.Name, s.Digest) {
 			step.Action, step.Reason = "done", "finished by an earlier attempt for this version"
+		} else if resuming && slices.Contains(progress.Done, s.Name) {
+			step.Reason = "finished by an earlier attempt under another definition: it changed, so it runs again"
 		} else if reason := skips[s.Name]; reason != "" {
 			step.Action, step.Reason = "skip", reason
 		}

@@ -222,6 +222,11 @@ func (r *Runner) readVersion(ctx context.Context) (string, error) {
 		if perr := permanent("read the recorded version", err); perr != nil {
 			return "", perr
 		}
+		// redis:// to a TLS-only server, or rediss:// to a plain one: a configuration problem that no
+		// retry cures, and "unreachable" would not say what is wrong.
+		if merr := r.cfg.Redis.TLSMismatch(ctx, err); merr != nil {
+			return "", fmt.Errorf("%w: %w (%v)", ErrConfig, merr, err)
+		}
 		if cause == nil || !errors.Is(err, context.DeadlineExceeded) {
 			cause = err
 		}

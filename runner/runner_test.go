@@ -305,7 +305,6 @@ func TestDryRunPlanInJSONShowsDoneSkippedAndRun(t *testing.T) {
 	h := newHarness(t)
 	h.setVersion("1.0.0")
 	ctx := context.Background()
-	h.rdb.HSet(ctx, h.keys.Progress, "version", "1.1.0", "done:first", `{}`)
 	specs, err := tasks.Parse([]byte(`tasks:
   - name: first
     exec: {command: ["true"]}
@@ -318,6 +317,9 @@ func TestDryRunPlanInJSONShowsDoneSkippedAndRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// first is done under its current definition, third under another one: third runs again.
+	h.rdb.HSet(ctx, h.keys.Progress, "version", "1.1.0", "done:first", `{"digest":"`+specs[0].Digest+`"}`,
+		"done:third", `{"digest":"0123456789abcdef"}`)
 	r, out := h.runner(specs, "MAINTENANCE_DRY_RUN", "true", "LOG_FORMAT", "json")
 	if _, err := r.Run(ctx); err != nil {
 		t.Fatal(err)
@@ -333,6 +335,9 @@ func TestDryRunPlanInJSONShowsDoneSkippedAndRun(t *testing.T) {
 	}
 	if strings.Join(got, ",") != "first:done,old-only:skip,third:run" || plan.Previous != "1.0.0" || plan.Version != "1.1.0" {
 		t.Errorf("plan = %+v", plan)
+	}
+	if r := plan.Steps[2].Reason; !strings.Contains(r, "another definition") {
+		t.Errorf("plan gives the changed task the reason %q, want it to say the definition changed", r)
 	}
 	if h.exists(h.keys.Lock) || h.exists(h.keys.Fence) || h.get(h.keys.Version) != "1.0.0" {
 		t.Error("dry run changed something")

@@ -43,6 +43,9 @@ func (r *Runner) Status(ctx context.Context, historyN int64) (*Status, error) {
 	if st.Progress, err = r.readProgress(ctx); err != nil {
 		return nil, err
 	}
+	if st.Progress != nil {
+		st.Progress.Changed = st.Progress.changed(r.specs)
+	}
 	if st.Progress != nil && st.Lock != nil {
 		st.Current = st.Progress.Current
 	}

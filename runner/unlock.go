@@ -10,8 +10,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
+	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
 )
 
 // ErrHolderAlive: unlock without --force found a holder that refreshed its lock within the last keeper
@@ -82,7 +84,7 @@ func (r *Runner) Unlock(ctx context.Context, force bool) (UnlockResult, error) {
 		sub := r.rdb.PSubscribe(ctx, globEscape(r.keys.Events))
 		defer sub.Close()
 		if _, err := sub.Receive(ctx); err == nil {
-			acks = sub.Channel()
+			acks = redisconn.Messages(sub, nil)
 		}
 		// The request in the stop key first (read by the holder every keeper interval), then the notice.
 		if err := r.rdb.Set(ctx, r.keys.Stop, value, 2*max(ttl, pttl)+time.Second).Err(); err != nil {
@@ -192,20 +194,17 @@ func (r *Runner) listenForStop(ctx context.Context, log *slog.Logger, lk *lock.L
 		log.Warn("could not listen for unlock --force's notice: its stop request is read every keeper interval instead", "err", err)
 	}
 	go func() {
-		for m := range sub.ChannelWithSubscriptions() {
-			switch m := m.(type) {
-			case *redis.Subscription:
-				// The subscription was made again on a new connection: the old one dropped (a Redis
-				// restart, a failover), and a Redis that restarted empty has forgotten the lock. Look now
-				// rather than at the next refresh (up to TTL/3 later), so that the tree is killed before
-				// another holder's task starts beside it.
-				log.Warn("the connection to Redis dropped and was made again: checking the lock now")
-				lk.CheckNow()
-			case *redis.Message:
-				var n Notice
-				if json.Unmarshal([]byte(m.Payload), &n) == nil && n.Event == "stop" && n.Holder == lk.Holder.Holder && n.Started.Equal(lk.Holder.Started) {
-					stop()
-				}
+		// A dropped connection (a Redis restart, a failover) is a reason to look at the lock now rather
+		// than at the next refresh (up to TTL/3 later): a Redis that restarted empty has forgotten it, and
+		// the tree must be killed before another holder's task starts beside it.
+		drop := func() {
+			log.Warn("the connection to Redis dropped: checking the lock now")
+			lk.CheckNow()
+		}
+		for m := range redisconn.Messages(sub, drop) {
+			var n Notice
+			if json.Unmarshal([]byte(m.Payload), &n) == nil && n.Event == "stop" && n.Holder == lk.Holder.Holder && n.Started.Equal(lk.Holder.Started) {
+				stop()
 			}
 		}
 	}()

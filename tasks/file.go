@@ -195,6 +195,9 @@ func decodeSpec(item *yaml.Node, n int, lc LoadContext) (Spec, []error) {
 		task, err := kinds[kind](fields[kind], lc)
 		errs = append(errs, underField(kind, err)...)
 		spec.Task = task
+		if len(errs) == 0 {
+			spec.Digest = digest(kind, nodeValue(fields[kind]), spec.When, spec.Timeout, task)
+		}
 	}
 	return spec, placed(errs, label, item)
 }
@@ -264,5 +267,7 @@ func isNull(doc *yaml.Node) bool {
 
 // FromArgs turns the command after "--" into a one-task list: an exec task called "command".
 func FromArgs(args []string) []Spec {
-	return []Spec{{Name: "command", Kind: "exec", Timeout: DefaultTimeout, Task: &Exec{Command: args}}}
+	t := &Exec{Command: args}
+	return []Spec{{Name: "command", Kind: "exec", Timeout: DefaultTimeout, Task: t,
+		Digest: digest("exec", map[string]any{"command": args}, When{}, DefaultTimeout, t)}}
 }

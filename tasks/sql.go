@@ -168,7 +168,9 @@ func describeTarget(c *pgconn.Config) string {
 	return fmt.Sprintf("%s@%s:%d/%s", c.User, c.Host, c.Port, c.Database)
 }
 
-// Run connects, waiting for PostgreSQL within ctx, and runs every script in one transaction.
+// Run connects, waiting for PostgreSQL within ctx, and runs every script in one transaction, which
+// first takes the gate's advisory lock (see AdvisoryLockKey) and ends by itself when left idle for
+// longer than the lock's TTL.
 func (s *SQL) Run(ctx context.Context, env Env) error {
 	start := time.Now()
 	conn, err := s.connect(ctx, env.Logger)
@@ -182,6 +184,9 @@ func (s *SQL) Run(ctx context.Context, env Env) error {
 	}()
 	if _, err := conn.Exec(ctx, "BEGIN").ReadAll(); err != nil {
 		return s.interrupted(ctx, "begin transaction", err)
+	}
+	if err := s.serialize(ctx, conn, env); err != nil {
+		return err
 	}
 	// The fencing token as a session setting local to the transaction, so that statements (or the
 	// triggers and functions they call) can refuse a stale writer: current_setting('peerdb_maintenance.fencing_token').
@@ -207,6 +212,15 @@ func (s *SQL) Run(ctx context.Context, env Env) error {
 	env.Logger.Info("sql transaction committed", "target", s.Target, "count", len(s.scripts),
 		"duration_ms", time.Since(start).Milliseconds())
 	return nil
+}
+
+// content is the text of every script, files included: an edited SQL file is a changed task.
+func (s *SQL) content() []string {
+	out := make([]string, len(s.scripts))
+	for i, sc := range s.scripts {
+		out[i] = sc.text
+	}
+	return out
 }
 
 func (s *SQL) interrupted(ctx context.Context, what string, err error) error {

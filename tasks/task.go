@@ -34,6 +34,8 @@ type Env struct {
 	Redis redis.UniversalClient
 	// GateTag is the hash tag of the gate's own keys ({prefix:name}); tasks must not touch keys under it.
 	GateTag string
+	// LockTTL is MAINTENANCE_LOCK_TTL: an sql task's transaction may not sit idle for longer (zero: 30s).
+	LockTTL time.Duration
 	// LockLost is closed when the holder's lock is lost or no longer surely held: whatever the task
 	// still runs must stop at once, without a grace period (nil: never).
 	LockLost <-chan struct{}
@@ -55,6 +57,9 @@ type Spec struct {
 	Timeout time.Duration
 	When    When
 	Task    Task
+	// Digest identifies the definition as loaded (kind, the kind's fields, when, timeout, and the files
+	// an sql task read): a progress mark made under another digest does not count as done.
+	Digest string
 }
 
 // Decoder builds a Task from a kind's YAML node. It returns every problem it finds as a FieldError

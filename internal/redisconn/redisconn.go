@@ -248,13 +248,13 @@ func (t *Target) NewClient() redis.UniversalClient {
 	switch {
 	case t.failover != nil:
 		o := *t.failover
-		return redis.NewFailoverClient(&o)
+		return withRecover(redis.NewFailoverClient(&o))
 	case t.cluster != nil:
 		o := *t.cluster
-		return redis.NewClusterClient(&o)
+		return withRecover(redis.NewClusterClient(&o))
 	default:
 		o := *t.standalone
-		return redis.NewClient(&o)
+		return withRecover(redis.NewClient(&o))
 	}
 }
 
@@ -268,15 +268,15 @@ func (t *Target) NewWriteClient() redis.UniversalClient {
 	case t.failover != nil:
 		o := *t.failover
 		o.MaxRetries = -1
-		return redis.NewFailoverClient(&o)
+		return withRecover(redis.NewFailoverClient(&o))
 	case t.cluster != nil:
 		o := *t.cluster
 		o.MaxRetries = -1
-		return redis.NewClusterClient(&o)
+		return withRecover(redis.NewClusterClient(&o))
 	default:
 		o := *t.standalone
 		o.MaxRetries = -1
-		return redis.NewClient(&o)
+		return withRecover(redis.NewClient(&o))
 	}
 }
 

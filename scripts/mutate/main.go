@@ -145,6 +145,8 @@ func missingTests(m mutant) string {
 		}
 	}
 	for _, alt := range strings.Split(m.Run, "|") {
+		// A subtest pattern (Test/case) names its top-level test before the slash.
+		alt, _, _ = strings.Cut(alt, "/")
 		re, err := regexp.Compile(alt)
 		if err != nil {
 			return "-run " + alt + ": " + err.Error()

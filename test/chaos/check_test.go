@@ -27,6 +27,7 @@ type taskRun struct {
 	version, task   string
 	replica         string
 	ended           bool
+	def             int // generation of the task's definition
 	pids            map[int]bool
 }
 
@@ -64,9 +65,10 @@ func readRuns(path string) ([]*taskRun, error) {
 			order = append(order, r)
 		}
 		r.last, r.lastNS, r.pids[pid] = n, ns, true
-		if (f[0] == "start" || f[0] == "end") && len(f) == 8 {
+		if (f[0] == "start" || f[0] == "end") && len(f) == 9 {
 			r.token, _ = strconv.ParseInt(f[4], 10, 64)
 			r.version, r.task, r.replica = f[5], f[6], f[7]
+			r.def, _ = strconv.Atoi(f[8])
 			r.ended = r.ended || f[0] == "end"
 		}
 	}
@@ -128,7 +130,9 @@ func readHistory(c *redis.Client, key string) ([]entry, error) {
 
 // checkHistory checks the entries written during round r (those not in seen): at most one entry per
 // attempt (fencing token), and a succeeded entry only after every task of its version finished, each
-// task either finished or skipped by a constraint that evaluated to false.
+// task either finished or skipped by a constraint that evaluated to false, and finished under the
+// definition the task file held when the record's holder started (invariant 7): a task whose definition
+// was edited before the version was recorded (r.tasks holds the generation in force) must have run again.
 func checkHistory(r round, hist []entry, seen map[string]bool, runs []*taskRun) []string {
 	var out []string
 	perToken := map[int64][]entry{}
@@ -158,6 +162,15 @@ func checkHistory(r round, hist []entry, seen map[string]bool, runs []*taskRun) 
 		}
 		for _, t := range r.tasks {
 			evaluable := !t.when || e.previous == "" || validSemver(e.previous)
+			if t.def > 0 && !slices.ContainsFunc(runs, func(x *taskRun) bool {
+				return x.task == t.name && x.version == e.version && x.ended && x.token <= e.token && x.def == t.def
+			}) && slices.ContainsFunc(runs, func(x *taskRun) bool {
+				return x.task == t.name && x.version == e.version && x.ended && x.token <= e.token
+			}) {
+				out = append(out, fmt.Sprintf("invariant 7: version %s recorded with token %d by %s, but task %s never ran under its edited definition (generation %d): an earlier definition's run was taken as done",
+					e.version, e.token, e.holder, t.name, t.def))
+				continue
+			}
 			if !slices.ContainsFunc(runs, func(x *taskRun) bool {
 				return x.task == t.name && x.version == e.version && x.ended && x.token <= e.token
 			}) {

@@ -19,14 +19,15 @@ import (
 // 100ms (from itself and from its grandchild, when it forks one) and an end line, so that a task's
 // interval is from its start line to its last line, whether it ended or was killed:
 //
-//	start RUN PID NS TOKEN VERSION TASK REPLICA
+//	start RUN PID NS TOKEN VERSION TASK REPLICA DEF
 //	beat  RUN PID NS
-//	end   RUN PID NS TOKEN VERSION TASK REPLICA
+//	end   RUN PID NS TOKEN VERSION TASK REPLICA DEF
 //
-// RUN names one execution of one task; NS is the wall clock in nanoseconds (one machine).
+// RUN names one execution of one task; NS is the wall clock in nanoseconds (one machine); DEF is the
+// generation of the task's definition that ran (CHAOS_DEF).
 const taskScript = `run="$1-$MAINTENANCE_FENCING_TOKEN-$$"
 export CHAOS_RUN="$run"
-echo "start $run $$ $(date +%s%N) $MAINTENANCE_FENCING_TOKEN $MAINTENANCE_TO_VERSION $1 $CHAOS_REPLICA" >> "$CHAOS_LOG"
+echo "start $run $$ $(date +%s%N) $MAINTENANCE_FENCING_TOKEN $MAINTENANCE_TO_VERSION $1 $CHAOS_REPLICA $CHAOS_DEF" >> "$CHAOS_LOG"
 if [ "$CHAOS_IGNORE_TERM" = 1 ]; then trap '' TERM; fi
 gc=
 if [ "$CHAOS_FORK" = 1 ]; then
@@ -40,7 +41,7 @@ while [ "$i" -lt "$CHAOS_BEATS" ]; do
   i=$((i+1))
 done
 if [ -n "$gc" ]; then kill -9 "$gc"; wait "$gc" 2>/dev/null; fi
-echo "end $run $$ $(date +%s%N) $MAINTENANCE_FENCING_TOKEN $MAINTENANCE_TO_VERSION $1 $CHAOS_REPLICA" >> "$CHAOS_LOG"
+echo "end $run $$ $(date +%s%N) $MAINTENANCE_FENCING_TOKEN $MAINTENANCE_TO_VERSION $1 $CHAOS_REPLICA $CHAOS_DEF" >> "$CHAOS_LOG"
 `
 
 // writeTaskFile writes the round's task file (JSON, read as YAML) into dir and returns its path.
@@ -61,7 +62,8 @@ func writeTaskFile(dir string, r round) (string, error) {
 	flag := map[bool]string{true: "1", false: "0"}
 	for _, t := range r.tasks {
 		tk := task{Name: t.name, Exec: execTask{Command: []string{"sh", "-c", taskScript, "task", t.name},
-			Env:         map[string]string{"CHAOS_BEATS": strconv.Itoa(t.beats), "CHAOS_IGNORE_TERM": flag[t.ignoreTerm], "CHAOS_FORK": flag[t.fork]},
+			Env: map[string]string{"CHAOS_BEATS": strconv.Itoa(t.beats), "CHAOS_IGNORE_TERM": flag[t.ignoreTerm], "CHAOS_FORK": flag[t.fork],
+				"CHAOS_DEF": strconv.Itoa(t.def)},
 			GracePeriod: r.grace.String()}}
 		if t.when {
 			tk.When = map[string]string{"from": "<1000.0.0"}
@@ -72,8 +74,12 @@ func writeTaskFile(dir string, r round) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// Written aside and renamed, so that a replica starting meanwhile reads the old file or the new one.
 	path := filepath.Join(dir, "tasks.json")
-	return path, os.WriteFile(path, b, 0o644)
+	if err := os.WriteFile(path+".new", b, 0o644); err != nil {
+		return "", err
+	}
+	return path, os.Rename(path+".new", path)
 }
 
 // replica is one gate process of a round.

@@ -277,6 +277,8 @@ func (rr *roundRun) apply(e event) {
 			out, _ := cmd.CombinedOutput()
 			rr.note("%s: exit %d: %s", e.kind, cmd.ProcessState.ExitCode(), strings.TrimSpace(string(out)))
 		}()
+	case editTasks:
+		rr.editTasks(e)
 	case versionSHA, versionNewer:
 		v := fmt.Sprintf("sha-%08x", rr.rng.Uint32())
 		if e.kind == versionNewer {
@@ -288,6 +290,49 @@ func (rr *roundRun) apply(e event) {
 			// A waiter takes over after the change: it must evaluate the constraints again.
 			rr.at(time.Since(rr.start)+100*time.Millisecond, func() { rr.apply(event{kind: killHolder}) })
 		}
+	}
+}
+
+// editTasks waits until the first task has finished under its current definition, then does what a
+// ConfigMap edit and a rollout do between two attempts: every replica is SIGKILLed, the first task's
+// definition changes in the task file, and the replicas start again on the new file. When the version is
+// recorded by then, the edit is left out: no later attempt runs.
+func (rr *roundRun) editTasks(e event) {
+	first := &rr.r.tasks[0]
+	runs, _ := readRuns(rr.log)
+	if !slices.ContainsFunc(runs, func(x *taskRun) bool {
+		return x.task == first.name && x.version == rr.r.version && x.ended && x.def == first.def
+	}) {
+		if slices.ContainsFunc(rr.slots, func(p *replica) bool { return !p.exited() }) {
+			rr.at(time.Since(rr.start)+20*time.Millisecond, func() { rr.apply(e) })
+		} else {
+			rr.note("%s: no live replica finished %s", e.kind, first.name)
+		}
+		return
+	}
+	for _, p := range rr.slots {
+		if p.send(syscall.SIGKILL) {
+			rr.note("%s: SIGKILL to %s", e.kind, p.name)
+		}
+	}
+	for _, p := range rr.slots {
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			rr.h.t.Fatalf("replica %s did not end within 10s of SIGKILL", p.name)
+		}
+	}
+	if v, _ := rr.h.direct.Get(ctxTimeout(5*time.Second), gate.Version).Result(); v == rr.r.version {
+		rr.note("%s: version %s already recorded, task file left as it is", e.kind, v)
+	} else {
+		first.def++
+		if _, err := writeTaskFile(rr.dir, rr.r); err != nil {
+			rr.h.t.Fatal(err)
+		}
+		rr.note("%s: task %s now runs definition %d", e.kind, first.name, first.def)
+	}
+	for i, p := range rr.slots {
+		rr.restartWhenExited(i, p, time.Duration(100+rr.rng.IntN(400))*time.Millisecond)
 	}
 }
 

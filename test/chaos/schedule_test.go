@@ -31,6 +31,7 @@ const (
 	versionNewer kind = "version-newer"         // the recorded version is set to a newer semver from outside
 	pauseHolder  kind = "sigstop-holder"        // SIGSTOP of the holder's gate only (not its task), SIGCONT after dur > TTL
 	pauseGrace   kind = "sigstop-holder-grace"  // SIGTERM of the holder, then SIGSTOP of its gate during the grace period
+	editTasks    kind = "task-file-edited"      // once the first task finished, every replica is SIGKILLed, the first task's definition changes in the task file, and the replicas start again (a ConfigMap edited between two pod starts)
 )
 
 // weighted lists the faults with how often the schedule picks each.
@@ -40,7 +41,7 @@ var weighted = []struct {
 }{
 	{killHolder, 4}, {killWaiter, 2}, {termHolder, 4}, {termWaiter, 2}, {redisStop, 3}, {redisRestart, 2},
 	{clientPause, 3}, {proxyDelay, 3}, {proxyDrop, 3}, {slowRecord, 2}, {lostRecord, 2}, {unlock, 2}, {unlockForce, 2},
-	{versionSHA, 1}, {versionNewer, 1}, {pauseHolder, 2}, {pauseGrace, 2},
+	{versionSHA, 1}, {versionNewer, 1}, {pauseHolder, 2}, {pauseGrace, 2}, {editTasks, 2},
 }
 
 // event is one planned fault: at its offset from the round's start, for dur where it lasts.
@@ -57,6 +58,7 @@ type taskPlan struct {
 	ignoreTerm bool // trap '' TERM: only SIGKILL stops it
 	fork       bool // a grandchild that beats until its parent kills it
 	when       bool // when: {from: "<1000.0.0"}: true for every semver previous version, unevaluable for others
+	def        int  // the definition's generation (CHAOS_DEF in its env): an edit of the task file raises it
 }
 
 // round is what one round of the schedule does, all drawn from the seed and the round number.
@@ -107,6 +109,11 @@ func plan(seed uint64, n, replicas int) round {
 			e.dur = readTimeout + time.Duration(100+rng.IntN(int(r.ttl.Milliseconds())))*time.Millisecond
 		}
 		r.events = append(r.events, e)
+	}
+	// Every fourth round from the second edits the task file between attempts, so that a short run
+	// (the CI seed's minute) meets it too.
+	if n%4 == 2 && !slices.ContainsFunc(r.events, func(e event) bool { return e.kind == editTasks }) {
+		r.events = append(r.events, event{at: time.Duration(rng.IntN(2000)) * time.Millisecond, kind: editTasks})
 	}
 	slices.SortStableFunc(r.events, func(a, b event) int { return int(a.at - b.at) })
 	return r
