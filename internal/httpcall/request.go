@@ -1,10 +1,15 @@
-package tasks
+// Package httpcall is the HTTP request plumbing shared by the http and peerdb task kinds: requests
+// bounded by a per-request timeout, the redirect policy, header values read from the environment or
+// re-read from a file before every request, the classification of failures into those worth another
+// attempt (no answer, 429, 502, 503, 504, a few 500 in a row) and the rest, and the redaction of every
+// secret value a task knows from whatever it logs or returns. Decoding a task file's fields is not
+// here: package tasks builds the Headers and the Requester from them and runs the retries.
+package httpcall
 
 import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,17 +20,13 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 )
 
-// DefaultRequestTimeout bounds one request of the http and peerdb kinds that set no request_timeout.
-const DefaultRequestTimeout = 30 * time.Second
-
-// requester sends the requests of one http or peerdb task. It owns what the two kinds share: the
+// Requester sends the requests of one http or peerdb task. It owns what the two kinds share: the
 // headers (files re-read before every request), the per-request timeout, the redirect policy, and the
 // redaction of every secret value the task knows from whatever it returns.
-type requester struct {
-	header  headerSet
+type Requester struct {
+	header  Headers
 	timeout time.Duration
 	follow  bool // follow redirects to another host (without the secret headers)
 	client  *http.Client
@@ -36,8 +37,11 @@ type requester struct {
 	serverErrors int      // 500 answers in a row
 }
 
-func newRequester(header headerSet, timeout time.Duration, follow bool, target string) *requester {
-	r := &requester{header: header, timeout: timeout, follow: follow}
+// New returns the Requester of a task whose requests carry header, each bounded by timeout. follow
+// lets a redirect to another host be followed, without the secret headers. target is the task's URL:
+// a password and the longer query values in it are secrets to redact.
+func New(header Headers, timeout time.Duration, follow bool, target string) *Requester {
+	r := &Requester{header: header, timeout: timeout, follow: follow}
 	r.client = &http.Client{CheckRedirect: r.checkRedirect}
 	var known []string
 	if u, err := url.Parse(target); err == nil {
@@ -62,111 +66,38 @@ func newRequester(header headerSet, timeout time.Duration, follow bool, target s
 	return r
 }
 
-// minSecret is the length below which a value is not redacted: replacing every "tok" or "42" in a
-// message would garble it (a path, a status) and hide nothing worth hiding.
-const minSecret = 4
+// Timeout is the bound of one request.
+func (r *Requester) Timeout() time.Duration { return r.timeout }
 
-// learn adds secret values to redact, each also in the forms a JSON body writes it in ("\/",
-// "\u003c"), so that a server echoing it inside JSON does not show it.
-func (r *requester) learn(values []string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, v := range values {
-		if len(v) < minSecret {
-			continue
-		}
-		for _, form := range jsonForms(v) {
-			if !slices.Contains(r.secrets, form) {
-				r.secrets = append(r.secrets, form)
-			}
-		}
-	}
-	// Longest first, so that "Bearer tok" is hidden whole before "tok".
-	slices.SortFunc(r.secrets, func(a, b string) int { return len(b) - len(a) })
+// Header is the task's headers; printed or logged, they show their names only.
+func (r *Requester) Header() Headers { return r.header }
+
+// MaxAnswer bounds the body of an answer: a mirror list of a large PeerDB is a few hundred KiB.
+const MaxAnswer = 16 << 20
+
+// Answer is a response: its status, its Retry-After, and up to MaxAnswer bytes of its body.
+type Answer struct {
+	Status     int
+	RetryAfter time.Duration // from a Retry-After header in seconds, 0 when absent
+	Body       []byte
+	Cut        bool // the body was longer than MaxAnswer
 }
 
-// jsonForms returns v and the ways a JSON encoder may write it inside a string: with or without HTML
-// escaping (\u003c, \u0026), and with "/" escaped as "\/" (PHP, some proxies).
-func jsonForms(v string) []string {
-	forms := []string{v}
-	add := func(f string) {
-		if !slices.Contains(forms, f) {
-			forms = append(forms, f)
-		}
-	}
-	for _, html := range []bool{true, false} {
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(html)
-		if enc.Encode(v) != nil {
-			continue
-		}
-		f := strings.TrimSuffix(buf.String(), "\n")
-		f = f[1 : len(f)-1] // the quotes
-		add(f)
-		add(strings.ReplaceAll(f, "/", `\/`))
-	}
-	return forms
-}
+// ErrAnswerTooLarge is the cause of an answer whose body is longer than MaxAnswer.
+var ErrAnswerTooLarge = fmt.Errorf("answer larger than %d MiB", MaxAnswer>>20)
 
-// redact replaces every secret value the task knows by ***.
-func (r *requester) redact(s string) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, v := range r.secrets {
-		s = strings.ReplaceAll(s, v, "***")
-	}
-	return s
-}
-
-// redactErr returns err, or an error with the same chain and the secrets hidden in its text.
-func (r *requester) redactErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	if msg := r.redact(err.Error()); msg != err.Error() {
-		return &redactedError{msg: msg, err: err}
-	}
-	return err
-}
-
-// redactedError keeps errors.Is and errors.As working on an error whose text was redacted.
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
-
-// excerpt is a response body fit for an error message, secrets hidden.
-func (r *requester) excerpt(body []byte) string { return bodyExcerpt([]byte(r.redact(string(body)))) }
-
-// maxAnswer bounds the body of an answer: a mirror list of a large PeerDB is a few hundred KiB.
-const maxAnswer = 16 << 20
-
-// answer is a response: its status, its Retry-After, and up to maxAnswer bytes of its body.
-type answer struct {
-	status     int
-	retryAfter time.Duration // from a Retry-After header in seconds, 0 when absent
-	body       []byte
-	cut        bool // the body was longer than maxAnswer
-}
-
-// errAnswerTooLarge is the cause of an answer whose body is longer than maxAnswer.
-var errAnswerTooLarge = fmt.Errorf("answer larger than %d MiB", maxAnswer>>20)
-
-// do sends one request. A 401 answer after a header file changed since it was read is sent again,
+// Do sends one request to target, with the task's headers (placeholders in literal values replaced
+// by expand) and header added, and returns the answer whatever its status. A 401 answer after a header file changed since it was read is sent again,
 // once, with the new value: a token rotated while the request was on its way.
-func (r *requester) do(ctx context.Context, method, target string, expand *strings.Replacer, header http.Header, body []byte) (answer, error) {
+func (r *Requester) Do(ctx context.Context, method, target string, expand *strings.Replacer, header http.Header, body []byte) (Answer, error) {
 	sent, secrets, err := r.header.build(expand)
 	if err = r.buildFailed(err); err != nil {
-		return answer{}, err
+		return Answer{}, err
 	}
 	r.learn(secrets)
 	ans, err := r.send(ctx, method, target, merge(sent, header), body)
-	if err != nil || ans.status != http.StatusUnauthorized || !r.header.hasFiles() {
-		return ans, r.redactErr(err)
+	if err != nil || ans.Status != http.StatusUnauthorized || !r.header.hasFiles() {
+		return ans, r.RedactErr(err)
 	}
 	now, secrets, err := r.header.build(expand)
 	if err != nil || headersEqual(sent, now) {
@@ -174,17 +105,17 @@ func (r *requester) do(ctx context.Context, method, target string, expand *strin
 	}
 	r.learn(secrets)
 	ans, err = r.send(ctx, method, target, merge(now, header), body)
-	return ans, r.redactErr(err)
+	return ans, r.RedactErr(err)
 }
 
-// maxFileFailures is how many requests in a row may find a header file unreadable before the task
+// MaxFileFailures is how many requests in a row may find a header file unreadable before the task
 // fails: a rotation replaces a file in one step (Kubernetes swaps a symlink), so a file that stays
 // missing is gone, not being rotated.
-const maxFileFailures = 3
+const MaxFileFailures = 3
 
 // buildFailed classifies a failure to build the headers: transient for the first few in a row (a
 // file caught mid-rotation), then permanent. It returns nil for nil.
-func (r *requester) buildFailed(err error) error {
+func (r *Requester) buildFailed(err error) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err == nil {
@@ -192,7 +123,7 @@ func (r *requester) buildFailed(err error) error {
 		return nil
 	}
 	r.fileFailures++
-	if r.fileFailures < maxFileFailures {
+	if r.fileFailures < MaxFileFailures {
 		return &connError{err}
 	}
 	return fmt.Errorf("%w (%d requests in a row)", err, r.fileFailures)
@@ -223,24 +154,24 @@ func headersEqual(a, b http.Header) bool {
 var errRequestTimeout = errors.New("request_timeout")
 
 // send sends one request within the request timeout.
-func (r *requester) send(ctx context.Context, method, target string, header http.Header, body []byte) (answer, error) {
+func (r *Requester) send(ctx context.Context, method, target string, header http.Header, body []byte) (Answer, error) {
 	rctx, cancel := context.WithTimeoutCause(ctx, r.timeout, errRequestTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, method, target, bytes.NewReader(body))
 	if err != nil {
-		return answer{}, err
+		return Answer{}, err
 	}
 	req.Header = header
 	resp, err := r.client.Do(req)
 	if err == nil {
 		defer resp.Body.Close()
 		var data []byte
-		data, err = io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+		data, err = io.ReadAll(io.LimitReader(resp.Body, MaxAnswer+1))
 		if err == nil {
 			r.countStatus(resp.StatusCode)
-			ans := answer{status: resp.StatusCode, body: data, retryAfter: retryAfter(resp.Header.Get("Retry-After"))}
-			if len(data) > maxAnswer {
-				ans.body, ans.cut = data[:maxAnswer], true
+			ans := Answer{Status: resp.StatusCode, Body: data, RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
+			if len(data) > MaxAnswer {
+				ans.Body, ans.Cut = data[:MaxAnswer], true
 			}
 			return ans, nil
 		}
@@ -253,11 +184,11 @@ func (r *requester) send(ctx context.Context, method, target string, header http
 	var refused *redirectError
 	switch {
 	case errors.As(err, &refused):
-		return answer{}, err
+		return Answer{}, err
 	case ctx.Err() == nil && errors.Is(context.Cause(rctx), errRequestTimeout):
-		return answer{}, &connError{fmt.Errorf("no answer within request_timeout %s", r.timeout)}
+		return Answer{}, &connError{fmt.Errorf("no answer within request_timeout %s", r.timeout)}
 	}
-	return answer{}, &connError{err}
+	return Answer{}, &connError{err}
 }
 
 // redirectError is a redirect the task refuses to follow: permanent.
@@ -268,7 +199,7 @@ func (e *redirectError) Error() string { return e.msg }
 // checkRedirect follows a redirect to the same host with the request's headers; one to another host
 // only with follow_redirects, and then without the headers that came from the environment or a file.
 // No Referer is ever sent: it would carry the original URL, query string included.
-func (r *requester) checkRedirect(req *http.Request, via []*http.Request) error {
+func (r *Requester) checkRedirect(req *http.Request, via []*http.Request) error {
 	req.Header.Del("Referer")
 	if len(via) >= 10 {
 		return &redirectError{"stopped after 10 redirects"}
@@ -278,10 +209,10 @@ func (r *requester) checkRedirect(req *http.Request, via []*http.Request) error 
 		return nil
 	}
 	if !r.follow && downgrade {
-		return &redirectError{fmt.Sprintf("redirect from https to http (%s) refused: set follow_redirects: true to follow it, without the headers from env or file", redactURL(req.URL.String()))}
+		return &redirectError{fmt.Sprintf("redirect from https to http (%s) refused: set follow_redirects: true to follow it, without the headers from env or file", RedactURL(req.URL.String()))}
 	}
 	if !r.follow {
-		return &redirectError{fmt.Sprintf("redirect to another host (%s) refused: set follow_redirects: true to follow it, without the headers from env or file", redactURL(req.URL.String()))}
+		return &redirectError{fmt.Sprintf("redirect to another host (%s) refused: set follow_redirects: true to follow it, without the headers from env or file", RedactURL(req.URL.String()))}
 	}
 	for _, name := range r.header.secretNames() {
 		req.Header.Del(name)
@@ -289,12 +220,12 @@ func (r *requester) checkRedirect(req *http.Request, via []*http.Request) error 
 	return nil
 }
 
-// maxServerErrors is how many 500 answers in a row are retried: a server that failed on its side may
+// MaxServerErrors is how many 500 answers in a row are retried: a server that failed on its side may
 // have hit a passing problem, or may fail the same way every time.
-const maxServerErrors = 3
+const MaxServerErrors = 3
 
 // countStatus keeps the count of 500 answers in a row.
-func (r *requester) countStatus(status int) {
+func (r *Requester) countStatus(status int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if status == http.StatusInternalServerError {
@@ -304,18 +235,18 @@ func (r *requester) countStatus(status int) {
 	}
 }
 
-// retryable reports whether an answer's status may change when the request is sent again: the
+// Retryable reports whether an answer's status may change when the request is sent again: the
 // gateway or proxy in front of the server is failing (502, 503, 504) or the server is overloaded
-// (429), until the task's timeout; the server failed on its side (500), for maxServerErrors answers
+// (429), until the task's timeout; the server failed on its side (500), for MaxServerErrors answers
 // in a row. 400, 401, 403, 404, 501 and the rest never change by waiting.
-func (r *requester) retryable(status int) bool {
+func (r *Requester) Retryable(status int) bool {
 	switch status {
 	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return true
 	case http.StatusInternalServerError:
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		return r.serverErrors < maxServerErrors
+		return r.serverErrors < MaxServerErrors
 	}
 	return false
 }
@@ -330,29 +261,33 @@ func retryAfter(v string) time.Duration {
 	return time.Duration(min(n, 24*3600)) * time.Second
 }
 
-// statusError is an answer whose status is not the one wanted. again says whether to send the
-// request again, after at least wait (the answer's Retry-After).
-type statusError struct {
-	err   error
-	again bool
-	wait  time.Duration
+// StatusError is an answer whose status is not the one wanted. Again says whether to send the
+// request again, after at least Wait (the answer's Retry-After).
+type StatusError struct {
+	Err   error
+	Again bool
+	Wait  time.Duration
 }
 
-func (e *statusError) Error() string { return e.err.Error() }
-func (e *statusError) Unwrap() error { return e.err }
+// Error is Err's text.
+func (e *StatusError) Error() string { return e.Err.Error() }
 
-// transient reports whether a failed request may succeed later: no answer, or a retryable status.
-func transient(err error) bool {
+// Unwrap returns Err.
+func (e *StatusError) Unwrap() error { return e.Err }
+
+// Transient reports whether a failed request may succeed later: no answer, or a StatusError to send
+// again.
+func Transient(err error) bool {
 	var ce *connError
-	var se *statusError
-	return errors.As(err, &ce) || errors.As(err, &se) && se.again
+	var se *StatusError
+	return errors.As(err, &ce) || errors.As(err, &se) && se.Again
 }
 
-// waitAtLeast is how long a server asked to be left alone before the next attempt (Retry-After).
-func waitAtLeast(err error) time.Duration {
-	var se *statusError
+// WaitAtLeast is how long a server asked to be left alone before the next attempt (Retry-After).
+func WaitAtLeast(err error) time.Duration {
+	var se *StatusError
 	if errors.As(err, &se) {
-		return se.wait
+		return se.Wait
 	}
 	return 0
 }
@@ -362,22 +297,3 @@ type connError struct{ err error }
 
 func (e *connError) Error() string { return e.err.Error() }
 func (e *connError) Unwrap() error { return e.err }
-
-// maxExcerpt is how much of a response body an error quotes.
-const maxExcerpt = 512
-
-// bodyExcerpt is a response body fit for an error message: one line, at most maxExcerpt bytes.
-func bodyExcerpt(b []byte) string {
-	s := strings.Join(strings.Fields(strings.ToValidUTF8(string(b), "?")), " ")
-	if s == "" {
-		return "(empty body)"
-	}
-	if len(s) > maxExcerpt {
-		cut := maxExcerpt
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		return s[:cut] + "…(truncated)"
-	}
-	return s
-}
