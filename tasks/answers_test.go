@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/httpcall"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/flowapitest"
 )
 
@@ -37,7 +38,7 @@ func TestPeerDBStartWithHundredsOfMirrorsReadsTheWholeList(t *testing.T) {
 
 func TestPeerDBAnswerLargerThanTheLimitFailsSayingSo(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = fmt.Fprintf(w, `{"version":"%s"}`, strings.Repeat("v", maxAnswer))
+		_, _ = fmt.Fprintf(w, `{"version":"%s"}`, strings.Repeat("v", httpcall.MaxAnswer))
 	}))
 	defer srv.Close()
 	p := loadPeerDB(t, `{action: wait-ready, url: "`+srv.URL+`"}`, nil)
@@ -167,8 +168,8 @@ func TestPermanent500IsTriedThreeTimesThenFailsWithItsMessage(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "answer 500") {
 			t.Errorf("%s: want the 500's message, got %v", kind, err)
 		}
-		if n := len(seen()); n != maxServerErrors {
-			t.Errorf("%s: %d requests, want %d", kind, n, maxServerErrors)
+		if n := len(seen()); n != httpcall.MaxServerErrors {
+			t.Errorf("%s: %d requests, want %d", kind, n, httpcall.MaxServerErrors)
 		}
 	}
 }

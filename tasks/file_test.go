@@ -149,17 +149,17 @@ tasks:
 	if p.URL != "http://flow-api:8113" || p.PollInterval != DefaultPollInterval {
 		t.Errorf("peerdb: URL %q poll interval %v, want trailing slash trimmed and %v", p.URL, p.PollInterval, DefaultPollInterval)
 	}
-	if p.TaskQueue != QueuePeerflow || p.req.timeout != DefaultRequestTimeout || p.stallAfter != time.Minute {
+	if p.TaskQueue != QueuePeerflow || p.req.Timeout() != DefaultRequestTimeout || p.stallAfter != time.Minute {
 		t.Errorf("peerdb: task queue %q, request timeout %v, stall warning after %v; want %s, %v and a minute",
-			p.TaskQueue, p.req.timeout, p.stallAfter, QueuePeerflow, DefaultRequestTimeout)
+			p.TaskQueue, p.req.Timeout(), p.stallAfter, QueuePeerflow, DefaultRequestTimeout)
 	}
 	s := specs[1].Task.(*SQL)
 	if s.Target != "peerdb@catalog:5432/peerdb" || len(s.scripts) != 1 || s.scripts[0].source != script {
 		t.Errorf("sql: target %q scripts %v, want the catalog variables and the file read at load", s.Target, s.scripts)
 	}
 	h := specs[2].Task.(*HTTP)
-	if h.Method != "GET" || len(h.Expect) != 0 || h.req.header.String() != "Authorization" {
-		t.Errorf("http: method %q expect %v headers %q, want GET, 2xx and only the header's name shown", h.Method, h.Expect, h.req.header)
+	if h.Method != "GET" || len(h.Expect) != 0 || h.req.Header().String() != "Authorization" {
+		t.Errorf("http: method %q expect %v headers %q, want GET, 2xx and only the header's name shown", h.Method, h.Expect, h.req.Header())
 	}
 	if r := specs[3].Task.(*Redis); r.Batch != DefaultRedisBatch {
 		t.Errorf("redis: batch %d, want %d", r.Batch, DefaultRedisBatch)

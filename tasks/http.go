@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/httpcall"
 )
 
 // HTTP sends one request and checks that the answer's status is expected. Connection errors, requests
@@ -29,7 +31,7 @@ type HTTP struct {
 	// Expect lists the accepted statuses; empty accepts any 2xx.
 	Expect []int
 
-	req     *requester
+	req     *httpcall.Requester
 	backoff backoff
 }
 
@@ -75,9 +77,12 @@ func decodeHTTP(node *yaml.Node, lc LoadContext) (Task, error) {
 		errs = append(errs, err)
 	}
 	header, hErrs := decodeHeaders(f.Headers, lc)
-	t.req = newRequester(header, timeout, f.FollowRedirects, f.URL)
+	t.req = httpcall.New(header, timeout, f.FollowRedirects, f.URL)
 	return t, errors.Join(append(errs, hErrs...)...)
 }
+
+// DefaultRequestTimeout bounds one request of the http and peerdb kinds that set no request_timeout.
+const DefaultRequestTimeout = 30 * time.Second
 
 // requestTimeout reads the request_timeout field.
 func requestTimeout(s string) (time.Duration, error) {
@@ -95,24 +100,24 @@ func requestTimeout(s string) (time.Duration, error) {
 func (h *HTTP) Run(ctx context.Context, env Env) error {
 	expand := placeholders(env)
 	body := []byte(expand.Replace(h.Body))
-	target := redactURL(h.URL)
+	target := httpcall.RedactURL(h.URL)
 	start := time.Now()
 	var status int
 	attempts, err := h.backoff.retry(ctx, env.Logger, func() (bool, error) {
-		ans, err := h.req.do(ctx, h.Method, h.URL, expand, nil, body)
+		ans, err := h.req.Do(ctx, h.Method, h.URL, expand, nil, body)
 		if err != nil {
-			return transient(err), err
+			return httpcall.Transient(err), err
 		}
-		status = ans.status
+		status = ans.Status
 		if h.expected(status) {
 			return false, nil
 		}
-		err = fmt.Errorf("status %d, expected %s: %s", status, h.expectText(), h.req.excerpt(ans.body))
-		se := &statusError{err: err, again: h.req.retryable(status), wait: ans.retryAfter}
-		return se.again, se
+		err = fmt.Errorf("status %d, expected %s: %s", status, h.expectText(), h.req.Excerpt(ans.Body))
+		se := &httpcall.StatusError{Err: err, Again: h.req.Retryable(status), Wait: ans.RetryAfter}
+		return se.Again, se
 	})
 	if err != nil {
-		return h.req.redactErr(fmt.Errorf("%s %s: %w", h.Method, target, err))
+		return h.req.RedactErr(fmt.Errorf("%s %s: %w", h.Method, target, err))
 	}
 	env.Logger.Info("http request done", "method", h.Method, "url", target, "status", status,
 		"attempts", attempts, "duration_ms", time.Since(start).Milliseconds())
@@ -151,29 +156,12 @@ func checkHTTPURL(raw string) error {
 		return fmt.Errorf("not a URL: %v", err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("%s: scheme must be http or https", redactURL(raw))
+		return fmt.Errorf("%s: scheme must be http or https", httpcall.RedactURL(raw))
 	}
 	if u.Host == "" {
-		return fmt.Errorf("%s: no host", redactURL(raw))
+		return fmt.Errorf("%s: no host", httpcall.RedactURL(raw))
 	}
 	return nil
-}
-
-// redactURL hides a password in a URL's user information.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	// Query values may be tokens (?token=, ?sig=): keep the names, hide every value.
-	if u.RawQuery != "" {
-		q := u.Query()
-		for k := range q {
-			q[k] = []string{"xxxxx"}
-		}
-		u.RawQuery = q.Encode()
-	}
-	return u.Redacted()
 }
 
 // placeholderRe finds ${NAME} in a body or header value.

@@ -275,10 +275,3 @@ func (h *recHandler) WithAttrs(as []slog.Attr) slog.Handler {
 func (h *recHandler) WithGroup(name string) slog.Handler {
 	return &recHandler{rec: h.rec, h: h.h.WithGroup(name)}
 }
-
-func TestURLsAreLoggedWithoutPasswordsOrQueryValues(t *testing.T) {
-	got := redactURL("https://user:pw-secret@hooks.example/upgraded?token=tok-secret&v=1")
-	if strings.Contains(got, "pw-secret") || strings.Contains(got, "tok-secret") || !strings.Contains(got, "token=") {
-		t.Errorf("redactURL = %q: want the password and query values hidden, the names kept", got)
-	}
-}

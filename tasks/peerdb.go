@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/httpcall"
 )
 
 // Actions of the peerdb kind.
@@ -75,7 +77,7 @@ type PeerDB struct {
 	progressEvery time.Duration
 	stallAfter    time.Duration
 	settle        time.Duration // see peerdb_legacy.go
-	req           *requester
+	req           *httpcall.Requester
 	backoff       backoff
 
 	statesLogged bool // the one-by-one read of mirror states was logged in this run
@@ -138,7 +140,7 @@ func decodePeerDB(node *yaml.Node, lc LoadContext) (Task, error) {
 		errs = append(errs, err)
 	}
 	header, hErrs := decodeHeaders(f.Headers, lc)
-	t.req = newRequester(header, timeout, false, f.URL)
+	t.req = httpcall.New(header, timeout, false, f.URL)
 	return t, errors.Join(append(errs, hErrs...)...)
 }
 
@@ -166,9 +168,9 @@ func (p *PeerDB) Run(ctx context.Context, env Env) error {
 		err = fmt.Errorf("unknown action %q", p.Action)
 	}
 	if err != nil {
-		return p.req.redactErr(fmt.Errorf("peerdb %s at %s: %w", p.Action, redactURL(p.URL), err))
+		return p.req.RedactErr(fmt.Errorf("peerdb %s at %s: %w", p.Action, httpcall.RedactURL(p.URL), err))
 	}
-	env.Logger.Info("peerdb action done", "action", p.Action, "url", redactURL(p.URL), "duration_ms", time.Since(start).Milliseconds())
+	env.Logger.Info("peerdb action done", "action", p.Action, "url", httpcall.RedactURL(p.URL), "duration_ms", time.Since(start).Milliseconds())
 	return nil
 }
 
@@ -181,7 +183,7 @@ func (p *PeerDB) waitReady(ctx context.Context, env Env) error {
 		return true, p.call(ctx, env, "GET", "/v1/version", nil, &v, "version")
 	})
 	if err == nil {
-		env.Logger.Info("flow-api ready", "peerdb_version", p.req.redact(v.Version), "deployment_version", p.req.redact(v.DeploymentVersion))
+		env.Logger.Info("flow-api ready", "peerdb_version", p.req.Redact(v.Version), "deployment_version", p.req.Redact(v.DeploymentVersion))
 	}
 	return err
 }
@@ -248,7 +250,7 @@ func (p *PeerDB) maintenance(ctx context.Context, env Env, status, waitingFor st
 	}
 	if _, err := p.backoff.retry(ctx, env.Logger, func() (bool, error) {
 		err := p.call(ctx, env, "POST", "/v1/instance/maintenance", body, &started, "workflowId", "runId")
-		return transient(err), err
+		return httpcall.Transient(err), err
 	}); err != nil {
 		return err
 	}
@@ -302,7 +304,7 @@ func (p *PeerDB) poll(ctx context.Context, env Env, waitingFor string, lastSeen 
 			if expired(ctx) {
 				break
 			}
-			if !transient(err) {
+			if !httpcall.Transient(err) {
 				return err
 			}
 			if err.Error() != lastErr { // call's errors have the secrets hidden
@@ -310,7 +312,7 @@ func (p *PeerDB) poll(ctx context.Context, env Env, waitingFor string, lastSeen 
 				lastErr = err.Error()
 			}
 		}
-		if sleep(ctx, max(p.PollInterval, waitAtLeast(err))) != nil {
+		if sleep(ctx, max(p.PollInterval, httpcall.WaitAtLeast(err))) != nil {
 			break
 		}
 	}

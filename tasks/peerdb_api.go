@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/httpcall"
 )
 
 // The names of PeerDB's MaintenancePhase values (protos/route.proto), in enum order.
@@ -28,7 +30,7 @@ var phaseNames = []string{phaseUnknown, phaseStart, phaseEnabled, phaseEnd}
 // must hold each of the fields named in required: a server that answers {} to everything (a catch-all
 // route, a mock) is not flow-api. The error has every secret the task knows hidden.
 func (p *PeerDB) call(ctx context.Context, env Env, method, path string, body []byte, out any, required ...string) error {
-	return p.req.redactErr(p.callOnce(ctx, env, method, path, body, out, required))
+	return p.req.RedactErr(p.callOnce(ctx, env, method, path, body, out, required))
 }
 
 func (p *PeerDB) callOnce(ctx context.Context, env Env, method, path string, body []byte, out any, required []string) error {
@@ -36,25 +38,25 @@ func (p *PeerDB) callOnce(ctx context.Context, env Env, method, path string, bod
 	if body != nil {
 		header.Set("Content-Type", "application/json")
 	}
-	ans, err := p.req.do(ctx, method, p.URL+path, placeholders(env), header, body)
+	ans, err := p.req.Do(ctx, method, p.URL+path, placeholders(env), header, body)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
-	if ans.status < 200 || ans.status > 299 {
-		return &statusError{err: newFlowAPIError(method, path, ans.status, ans.body, p.req.redact),
-			again: p.req.retryable(ans.status), wait: ans.retryAfter}
+	if ans.Status < 200 || ans.Status > 299 {
+		return &httpcall.StatusError{Err: newFlowAPIError(method, path, ans.Status, ans.Body, p.req.Redact),
+			Again: p.req.Retryable(ans.Status), Wait: ans.RetryAfter}
 	}
 	if out == nil {
 		return nil
 	}
-	if ans.cut {
-		return fmt.Errorf("%s %s: status %d but %w", method, path, ans.status, errAnswerTooLarge)
+	if ans.Cut {
+		return fmt.Errorf("%s %s: status %d but %w", method, path, ans.Status, httpcall.ErrAnswerTooLarge)
 	}
-	if err := json.Unmarshal(ans.body, out); err != nil {
-		return fmt.Errorf("%s %s: status %d but %w (%v): %s", method, path, ans.status, errNotFlowAPI, err, p.req.excerpt(ans.body))
+	if err := json.Unmarshal(ans.Body, out); err != nil {
+		return fmt.Errorf("%s %s: status %d but %w (%v): %s", method, path, ans.Status, errNotFlowAPI, err, p.req.Excerpt(ans.Body))
 	}
-	if missing := missingFields(ans.body, required); len(missing) > 0 {
-		return fmt.Errorf("%s %s: status %d but %w (no %s): %s", method, path, ans.status, errNotFlowAPI, strings.Join(missing, ", "), p.req.excerpt(ans.body))
+	if missing := missingFields(ans.Body, required); len(missing) > 0 {
+		return fmt.Errorf("%s %s: status %d but %w (no %s): %s", method, path, ans.Status, errNotFlowAPI, strings.Join(missing, ", "), p.req.Excerpt(ans.Body))
 	}
 	return nil
 }
@@ -96,7 +98,7 @@ func newFlowAPIError(method, path string, status int, body []byte, redact func(s
 	if json.Unmarshal(body, &s) == nil && s.Message != "" {
 		e.Code, e.Message = s.Code, redact(s.Message)
 	} else {
-		e.Message = bodyExcerpt([]byte(redact(string(body))))
+		e.Message = httpcall.BodyExcerpt([]byte(redact(string(body))))
 	}
 	return e
 }
@@ -208,7 +210,7 @@ func (p *PeerDB) mirrors(ctx context.Context, env Env) (mirrorList, error) {
 	}
 	_, err := p.backoff.retry(ctx, env.Logger, func() (bool, error) {
 		err := p.call(ctx, env, "GET", "/v1/mirrors/list", nil, &list, "mirrors")
-		return transient(err), err
+		return httpcall.Transient(err), err
 	})
 	return list.Mirrors, err
 }

@@ -43,7 +43,7 @@ type legacyProgress struct {
 
 func (lp *legacyProgress) seen(state string) {
 	if state != lp.last {
-		lp.env.Logger.Info("peerdb maintenance progress", "instance", lp.p.req.redact(state))
+		lp.env.Logger.Info("peerdb maintenance progress", "instance", lp.p.req.Redact(state))
 		lp.last = state
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/httpcall"
 )
 
 // mirrorStatusConcurrency bounds the POST /v1/mirrors/status requests in flight at once, and
@@ -60,7 +62,7 @@ func (p *PeerDB) mirrorStates(ctx context.Context, env Env) (mirrorList, error) 
 			if slices.ContainsFunc(again, func(m mirror) bool { return m.Name == name }) {
 				still = append(still, name)
 			} else {
-				env.Logger.Info("peerdb mirror gone", "mirror", p.req.redact(name), "reason", "dropped between the list and its status request")
+				env.Logger.Info("peerdb mirror gone", "mirror", p.req.Redact(name), "reason", "dropped between the list and its status request")
 			}
 		}
 		more, _, err := p.flowStates(ctx, env, still, false)
@@ -132,7 +134,7 @@ func (p *PeerDB) flowState(ctx context.Context, env Env, name string, mayBeGone 
 	}
 	_, err := p.backoff.retry(ctx, env.Logger, func() (bool, error) {
 		err := p.call(ctx, env, "POST", "/v1/mirrors/status", body, &s, "currentFlowState")
-		return transient(err) && !(mayBeGone && mirrorMissing(err)), err
+		return httpcall.Transient(err) && !(mayBeGone && mirrorMissing(err)), err
 	})
 	return s.CurrentFlowState, err
 }

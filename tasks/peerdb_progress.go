@@ -25,7 +25,7 @@ type progress struct {
 }
 
 func (p *PeerDB) newProgress(env Env) *progress {
-	return &progress{log: env.Logger, queue: p.queueName(), every: p.progressEvery, stall: p.stallAfter, redact: p.req.redact}
+	return &progress{log: env.Logger, queue: p.queueName(), every: p.progressEvery, stall: p.stallAfter, redact: p.req.Redact}
 }
 
 // observe takes one status answer, seen at now.

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"time"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/httpcall"
 )
 
 // backoff spaces the retries of a task: capped exponential with jitter.
@@ -47,7 +49,7 @@ func (b backoff) retry(ctx context.Context, log *slog.Logger, attempt func() (ag
 			return n, err
 		}
 		last = err
-		d := max(b.delay(n), waitAtLeast(err))
+		d := max(b.delay(n), httpcall.WaitAtLeast(err))
 		log.Warn("attempt failed, retrying", "attempt", n, "retry_in_ms", d.Milliseconds(), "err", err)
 		if sleep(ctx, d) != nil {
 			return n, stopped(ctx, n, last)
