@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -17,7 +15,6 @@ import (
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/config"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/keys"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/logtest"
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/mdtest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/redistest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
 	"github.com/peerdb-maintenance/peerdb-maintenance/runner"
@@ -25,9 +22,11 @@ import (
 )
 
 // gateKeys are the keys of the default gate, which the tests read and set in Redis.
+
 var gateKeys = keys.For("peerdb:maintenance", "default")
 
 // getKey returns the string at key, or "" when there is none.
+
 func getKey(t *testing.T, srv *redistest.Server, key string) string {
 	t.Helper()
 	v, _ := srv.Client().Get(context.Background(), key).Result()
@@ -35,6 +34,7 @@ func getKey(t *testing.T, srv *redistest.Server, key string) string {
 }
 
 // runIn runs the program in-process with an environment map and returns its exit code and output.
+
 func runIn(t *testing.T, env map[string]string, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
@@ -88,15 +88,6 @@ func TestHelpOnEveryCommand(t *testing.T) {
 	}
 }
 
-func TestVersionPrintsVersionCommitAndGo(t *testing.T) {
-	version, commit = "1.2.3", "abc1234"
-	defer func() { version, commit = "", "" }()
-	code, out, _ := runIn(t, nil, "version")
-	if code != 0 || !strings.Contains(out, "1.2.3") || !strings.Contains(out, "abc1234") || !strings.Contains(out, "go1.") {
-		t.Errorf("version: exit %d, %q", code, out)
-	}
-}
-
 func TestConfigurationErrorIsOneJSONLineNamingEveryVariable(t *testing.T) {
 	code, _, stderr := runIn(t, map[string]string{"MAINTENANCE_LOCK_TTL": "soon", "MAINTENANCE_DOWNGRADE": "maybe"})
 	if code != 2 {
@@ -114,102 +105,6 @@ func TestConfigurationErrorIsOneJSONLineNamingEveryVariable(t *testing.T) {
 	}
 }
 
-func TestValidateReportsTheTasksOrEveryProblem(t *testing.T) {
-	dir := t.TempDir()
-	good := filepath.Join(dir, "good.yaml")
-	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(good, []byte("tasks:\n  - name: migrate\n    exec: {command: [/app/migrate, up]}\n"), 0o644)
-	os.WriteFile(bad, []byte("tasks:\n  - name: Bad_Name\n    exec: {command: []}\n  - name: other\n    teleport: {}\n"), 0o644)
-	code, out, _ := runIn(t, nil, "validate", good)
-	if code != 0 || !strings.Contains(out, "1 tasks ok") || !strings.Contains(out, "migrate (exec") {
-		t.Errorf("validate good: exit %d, %q", code, out)
-	}
-	code, _, stderr := runIn(t, map[string]string{"MAINTENANCE_TASKS_FILE": bad}, "validate")
-	if code != 2 {
-		t.Fatalf("validate bad: exit %d, want 2", code)
-	}
-	for _, want := range []string{"Bad_Name", "exec.command", "task other", "teleport"} {
-		if !strings.Contains(stderr, want) {
-			t.Errorf("validate bad: output does not mention %q:\n%s", want, stderr)
-		}
-	}
-	if code, _, _ := runIn(t, nil, "validate"); code != 2 {
-		t.Errorf("validate without a file: exit %d, want 2", code)
-	}
-}
-
-func TestTaskFileAndCommandTogetherIsAUsageError(t *testing.T) {
-	code, _, stderr := runIn(t, map[string]string{"PEERDB_DEPLOYMENT_VERSION": "1", "MAINTENANCE_TASKS_FILE": "/x.yaml"}, "--", "true")
-	if code != 2 || !strings.Contains(stderr, "choose one") {
-		t.Errorf("exit %d, %q", code, stderr)
-	}
-}
-
-func TestStatusHistoryAndUnlock(t *testing.T) {
-	srv := redistest.Start(t)
-	env := map[string]string{"REDIS_URL": srv.URL(), "PEERDB_DEPLOYMENT_VERSION": "1.0.0", "MAINTENANCE_HOLDER": "pod-a", "MAINTENANCE_TERMINATION_LOG": ""}
-	if code, _, stderr := runIn(t, env, "--", "true"); code != 0 {
-		t.Fatalf("first run: exit %d\n%s", code, stderr)
-	}
-	env["PEERDB_DEPLOYMENT_VERSION"] = "1.1.0"
-	if code, _, _ := runIn(t, env, "--", "false"); code != 1 {
-		t.Fatalf("failing run: exit %d", code)
-	}
-	inspectEnv := map[string]string{"REDIS_URL": srv.URL()}
-
-	code, out, _ := runIn(t, inspectEnv, "status")
-	flat := strings.Join(strings.Fields(out), " ")
-	for _, want := range []string{"{peerdb:maintenance:default}", "version: 1.0.0", "lock: free", "progress: version 1.1.0", "succeeded", "failed", "command"} {
-		if code != 0 || !strings.Contains(flat, want) {
-			t.Errorf("status: exit %d, missing %q in:\n%s", code, want, out)
-		}
-	}
-	code, out, _ = runIn(t, inspectEnv, "status", "--json")
-	var st runner.Status
-	if err := json.Unmarshal([]byte(out), &st); err != nil || code != 0 {
-		t.Fatalf("status --json: exit %d, %v:\n%s", code, err, out)
-	}
-	if st.Version != "1.0.0" || st.Lock != nil || len(st.History) != 2 || st.History[0].Outcome != "failed" || st.Progress == nil || st.Progress.Version != "1.1.0" {
-		t.Errorf("status --json = %+v", st)
-	}
-
-	code, out, _ = runIn(t, inspectEnv, "history", "-n", "1")
-	if code != 0 || strings.Count(out, "\n") != 2 || !strings.Contains(out, "1.1.0") || !strings.Contains(out, "exit status 1") {
-		t.Errorf("history -n 1: exit %d:\n%s", code, out)
-	}
-	code, out, _ = runIn(t, inspectEnv, "history", "--json")
-	var entries []runner.Entry
-	if err := json.Unmarshal([]byte(out), &entries); err != nil || code != 0 || len(entries) != 2 || entries[1].Holder != "pod-a" {
-		t.Errorf("history --json: exit %d, %v, %+v", code, err, entries)
-	}
-
-	code, out, _ = runIn(t, inspectEnv, "unlock")
-	if code != 0 || !strings.Contains(out, "was free") {
-		t.Errorf("unlock of a free lock: exit %d, %q", code, out)
-	}
-	srv.Client().Set(context.Background(), gateKeys.Lock, `tok{"holder":"stuck-pod","version":"1.1.0","started":"2026-01-01T00:00:00Z"}`, 0)
-	code, out, _ = runIn(t, inspectEnv, "status")
-	if code != 0 || !strings.Contains(out, "held by stuck-pod for version 1.1.0") {
-		t.Errorf("status with a holder: exit %d:\n%s", code, out)
-	}
-	code, out, _ = runIn(t, inspectEnv, "unlock")
-	if code != 0 || !strings.Contains(out, "holder stuck-pod") || getKey(t, srv, gateKeys.Lock) != "" {
-		t.Errorf("unlock: exit %d, %q", code, out)
-	}
-}
-
-func TestRunDryRunFlagPrintsThePlanAndRecordsNothing(t *testing.T) {
-	srv := redistest.Start(t)
-	env := map[string]string{"REDIS_URL": srv.URL(), "PEERDB_DEPLOYMENT_VERSION": "1.0.0", "LOG_FORMAT": "text", "MAINTENANCE_TERMINATION_LOG": ""}
-	code, out, stderr := runIn(t, env, "run", "--dry-run", "--", "touch", filepath.Join(t.TempDir(), "ran"))
-	if code != 0 || !strings.Contains(out, "plan for (none: fresh install) -> 1.0.0") || !strings.Contains(out, "RUN") {
-		t.Fatalf("exit %d, stdout:\n%s\nstderr:\n%s", code, out, stderr)
-	}
-	if getKey(t, srv, gateKeys.Version) != "" || getKey(t, srv, gateKeys.Lock) != "" {
-		t.Error("dry run recorded or took the lock")
-	}
-}
-
 func TestAMistypedCommandIsAUsageErrorNotATask(t *testing.T) {
 	env := map[string]string{"PEERDB_DEPLOYMENT_VERSION": "1", "REDIS_URL": "redis://127.0.0.1:1/0", "MAINTENANCE_CONNECT_TIMEOUT": "1s"}
 	for _, args := range [][]string{{"stauts"}, {"run", "true"}, {"--"}, {"--", ""}, {"--dry-run", "x"},
@@ -223,44 +118,8 @@ func TestAMistypedCommandIsAUsageErrorNotATask(t *testing.T) {
 }
 
 // The task files the README and docs/tasks.md show validate: the README's minimal one, and the first of
+
 // docs/tasks.md, which has a task of every kind.
-func TestTheDocumentedTaskExamplesAreValid(t *testing.T) {
-	for _, c := range []struct{ doc, first string }{
-		{"README.md", "tasks:\n  - name: catalog-schema"},
-		{"docs/tasks.md", "tasks:\n  - name: wait-flow-api"},
-	} {
-		doc, err := os.ReadFile(c.doc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var example string
-		for _, b := range mdtest.Blocks(doc) {
-			if b.Info == "yaml" && strings.HasPrefix(b.Text, c.first) {
-				example = b.Text
-				break
-			}
-		}
-		if example == "" {
-			t.Fatalf("%s has no yaml block starting with %q", c.doc, c.first)
-		}
-		path := filepath.Join(t.TempDir(), "tasks.yaml")
-		if err := os.WriteFile(path, []byte(example), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		code, out, stderr := runIn(t, map[string]string{"HOOK_TOKEN": "x", "PEERDB_CATALOG_DSN": "postgres://u@h/db"}, "validate", path)
-		if code != 0 {
-			t.Fatalf("the task example of %s does not validate:\n%s", c.doc, stderr)
-		}
-		if c.doc == "README.md" {
-			continue
-		}
-		for _, kind := range []string{"(peerdb", "(sql", "(exec", "(http", "(redis"} {
-			if !strings.Contains(out, kind) {
-				t.Errorf("the every-kind example of %s has no %s task:\n%s", c.doc, kind[1:], out)
-			}
-		}
-	}
-}
 
 func TestHelpListsEveryEnvironmentVariableWithItsDefault(t *testing.T) {
 	typ := reflect.TypeFor[config.Config]()

@@ -8,9 +8,9 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/redistest"
+	"github.com/peerdb-maintenance/peerdb-maintenance/runner"
+	"github.com/redis/go-redis/v9"
 )
 
 // hostile holds what a terminal obeys: an escape sequence (colour, then clear screen), a C1 CSI, DEL,
@@ -77,5 +77,58 @@ func TestStatusHistoryAndLogsEscapeControlCharacters(t *testing.T) {
 			t.Errorf("%s logs print %U raw:\n%s", format, r, stderr)
 		}
 		rdb.Set(ctx, gateKeys.Version, hostile, 0)
+	}
+}
+
+func TestStatusHistoryAndUnlock(t *testing.T) {
+	srv := redistest.Start(t)
+	env := map[string]string{"REDIS_URL": srv.URL(), "PEERDB_DEPLOYMENT_VERSION": "1.0.0", "MAINTENANCE_HOLDER": "pod-a", "MAINTENANCE_TERMINATION_LOG": ""}
+	if code, _, stderr := runIn(t, env, "--", "true"); code != 0 {
+		t.Fatalf("first run: exit %d\n%s", code, stderr)
+	}
+	env["PEERDB_DEPLOYMENT_VERSION"] = "1.1.0"
+	if code, _, _ := runIn(t, env, "--", "false"); code != 1 {
+		t.Fatalf("failing run: exit %d", code)
+	}
+	inspectEnv := map[string]string{"REDIS_URL": srv.URL()}
+
+	code, out, _ := runIn(t, inspectEnv, "status")
+	flat := strings.Join(strings.Fields(out), " ")
+	for _, want := range []string{"{peerdb:maintenance:default}", "version: 1.0.0", "lock: free", "progress: version 1.1.0", "succeeded", "failed", "command"} {
+		if code != 0 || !strings.Contains(flat, want) {
+			t.Errorf("status: exit %d, missing %q in:\n%s", code, want, out)
+		}
+	}
+	code, out, _ = runIn(t, inspectEnv, "status", "--json")
+	var st runner.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil || code != 0 {
+		t.Fatalf("status --json: exit %d, %v:\n%s", code, err, out)
+	}
+	if st.Version != "1.0.0" || st.Lock != nil || len(st.History) != 2 || st.History[0].Outcome != "failed" || st.Progress == nil || st.Progress.Version != "1.1.0" {
+		t.Errorf("status --json = %+v", st)
+	}
+
+	code, out, _ = runIn(t, inspectEnv, "history", "-n", "1")
+	if code != 0 || strings.Count(out, "\n") != 2 || !strings.Contains(out, "1.1.0") || !strings.Contains(out, "exit status 1") {
+		t.Errorf("history -n 1: exit %d:\n%s", code, out)
+	}
+	code, out, _ = runIn(t, inspectEnv, "history", "--json")
+	var entries []runner.Entry
+	if err := json.Unmarshal([]byte(out), &entries); err != nil || code != 0 || len(entries) != 2 || entries[1].Holder != "pod-a" {
+		t.Errorf("history --json: exit %d, %v, %+v", code, err, entries)
+	}
+
+	code, out, _ = runIn(t, inspectEnv, "unlock")
+	if code != 0 || !strings.Contains(out, "was free") {
+		t.Errorf("unlock of a free lock: exit %d, %q", code, out)
+	}
+	srv.Client().Set(context.Background(), gateKeys.Lock, `tok{"holder":"stuck-pod","version":"1.1.0","started":"2026-01-01T00:00:00Z"}`, 0)
+	code, out, _ = runIn(t, inspectEnv, "status")
+	if code != 0 || !strings.Contains(out, "held by stuck-pod for version 1.1.0") {
+		t.Errorf("status with a holder: exit %d:\n%s", code, out)
+	}
+	code, out, _ = runIn(t, inspectEnv, "unlock")
+	if code != 0 || !strings.Contains(out, "holder stuck-pod") || getKey(t, srv, gateKeys.Lock) != "" {
+		t.Errorf("unlock: exit %d, %q", code, out)
 	}
 }
