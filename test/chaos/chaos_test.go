@@ -61,6 +61,7 @@ func TestChaos(t *testing.T) {
 	t.Logf("chaos: seed %d, budget %s, %d replicas, work directory %s", seed, *durationFlag, replicas, work)
 	deadline := time.Now().Add(*durationFlag)
 	failed := false
+	drawn := map[kind]int{}
 	for n := 1; ; n++ {
 		if *roundFlag != 0 && n != *roundFlag {
 			if n > *roundFlag {
@@ -72,6 +73,9 @@ func TestChaos(t *testing.T) {
 			break
 		}
 		r := plan(seed, n, replicas)
+		for _, e := range r.events {
+			drawn[e.kind]++
+		}
 		began := time.Now()
 		violations, actions := h.run(r)
 		actions = append(actions, fmt.Sprintf("round took %s", time.Since(began).Round(time.Millisecond)))
@@ -82,9 +86,14 @@ func TestChaos(t *testing.T) {
 		} else if testing.Verbose() {
 			t.Logf("round %d passed\n%swhat happened:\n  %s", n, r, strings.Join(actions, "\n  "))
 		} else {
-			t.Logf("round %d passed (%d faults)", n, len(r.events))
+			t.Logf("round %d passed: %s", n, strings.Join(r.faults(), ", "))
 		}
 	}
+	var counts []string
+	for _, w := range weighted {
+		counts = append(counts, fmt.Sprintf("%s %d", w.k, drawn[w.k]))
+	}
+	t.Logf("chaos: faults drawn (seed %d): %s", seed, strings.Join(counts, ", "))
 	if !failed {
 		_ = os.RemoveAll(work)
 	}

@@ -19,12 +19,16 @@ import (
 // 100ms (from itself and from its grandchild, when it forks one) and an end line, so that a task's
 // interval is from its start line to its last line, whether it ended or was killed:
 //
-//	start RUN PID NS TOKEN VERSION TASK REPLICA DEF
-//	beat  RUN PID NS
-//	end   RUN PID NS TOKEN VERSION TASK REPLICA DEF
+//	start  RUN PID NS TOKEN VERSION TASK REPLICA DEF
+//	beat   RUN PID NS
+//	orphan RUN PID NS
+//	end    RUN PID NS TOKEN VERSION TASK REPLICA DEF
 //
 // RUN names one execution of one task; NS is the wall clock in nanoseconds (one machine); DEF is the
-// generation of the task's definition that ran (CHAOS_DEF).
+// generation of the task's definition that ran (CHAOS_DEF). With CHAOS_ORPHAN=1 the task also
+// double-forks a child under env -i, which keeps only what it needs to write (not the tree's mark) and
+// beats ("orphan" lines) until it is killed: only the supervisor, or the gate's sweep once the
+// supervisor is gone, stops it.
 const taskScript = `run="$1-$MAINTENANCE_FENCING_TOKEN-$$"
 export CHAOS_RUN="$run"
 echo "start $run $$ $(date +%s%N) $MAINTENANCE_FENCING_TOKEN $MAINTENANCE_TO_VERSION $1 $CHAOS_REPLICA $CHAOS_DEF" >> "$CHAOS_LOG"
@@ -33,6 +37,9 @@ gc=
 if [ "$CHAOS_FORK" = 1 ]; then
   sh -c 'while :; do echo "beat $CHAOS_RUN $$ $(date +%s%N)" >> "$CHAOS_LOG"; sleep 0.1; done' &
   gc=$!
+fi
+if [ "$CHAOS_ORPHAN" = 1 ]; then
+  ( env -i PATH="$PATH" CHAOS_LOG="$CHAOS_LOG" CHAOS_RUN="$run" sh -c 'while :; do echo "orphan $CHAOS_RUN $$ $(date +%s%N)" >> "$CHAOS_LOG"; sleep 0.1; done' & )
 fi
 i=0
 while [ "$i" -lt "$CHAOS_BEATS" ]; do
@@ -63,7 +70,7 @@ func writeTaskFile(dir string, r round) (string, error) {
 	for _, t := range r.tasks {
 		tk := task{Name: t.name, Exec: execTask{Command: []string{"sh", "-c", taskScript, "task", t.name},
 			Env: map[string]string{"CHAOS_BEATS": strconv.Itoa(t.beats), "CHAOS_IGNORE_TERM": flag[t.ignoreTerm], "CHAOS_FORK": flag[t.fork],
-				"CHAOS_DEF": strconv.Itoa(t.def)},
+				"CHAOS_DEF": strconv.Itoa(t.def), "CHAOS_ORPHAN": flag[t.orphan]},
 			GracePeriod: r.grace.String()}}
 		if t.when {
 			tk.When = map[string]string{"from": "<1000.0.0"}

@@ -32,6 +32,10 @@ const (
 	pauseHolder  kind = "sigstop-holder"        // SIGSTOP of the holder's gate only (not its task), SIGCONT after dur > TTL
 	pauseGrace   kind = "sigstop-holder-grace"  // SIGTERM of the holder, then SIGSTOP of its gate during the grace period
 	editTasks    kind = "task-file-edited"      // once the first task finished, every replica is SIGKILLed, the first task's definition changes in the task file, and the replicas start again (a ConfigMap edited between two pod starts)
+	// SIGKILL of the holder's exec supervisor once its task has an orphan without the tree's mark (the
+	// round's tasks then start one under env -i, as sudo's env_reset or su - do)
+	killSupervisor kind = "sigkill-supervisor-orphan"
+	redisWipe      kind = "redis-restart-empty" // SIGKILL and start of redis-server without its data, while a task runs
 )
 
 // weighted lists the faults with how often the schedule picks each.
@@ -41,8 +45,28 @@ var weighted = []struct {
 }{
 	{killHolder, 4}, {killWaiter, 2}, {termHolder, 4}, {termWaiter, 2}, {redisStop, 3}, {redisRestart, 2},
 	{clientPause, 3}, {proxyDelay, 3}, {proxyDrop, 3}, {slowRecord, 2}, {lostRecord, 2}, {unlock, 2}, {unlockForce, 2},
-	{versionSHA, 1}, {versionNewer, 1}, {pauseHolder, 2}, {pauseGrace, 2}, {editTasks, 2},
+	{versionSHA, 1}, {versionNewer, 1}, {pauseHolder, 2}, {pauseGrace, 2}, {editTasks, 2}, {killSupervisor, 3}, {redisWipe, 3},
 }
+
+// wipeTTL is the lock's TTL in a round that restarts Redis empty: long enough that a holder that
+// noticed it only at its next refresh (TTL/3 after the last) would overlap the next holder by more
+// than the bound the README states (wipeBound), so that the check on a dropped connection is what
+// keeps the round within it.
+const wipeTTL = 9 * time.Second
+
+// wipeBeats lengthens every task of a round that restarts Redis empty, so that the holder's task can
+// run on for a refresh interval (TTL/3) after the restart: what the overlap check needs to see one.
+const wipeBeats = 40
+
+// featured are the faults that only the newest safeguards handle (the supervisor's own lease, the
+// sweep of what the gate adopts, the check on a dropped connection): round n of every seed, for n up
+// to their number, injects featured[n-1] first, so that a short run (the CI's) tries each of them.
+var featured = []kind{pauseHolder, killSupervisor, redisWipe, pauseGrace}
+
+// blinding are the faults that keep the holder from seeing that Redis forgot its lock (its gate
+// stopped, its connection cut off): with a restart without persistence they make a case beyond the
+// bound the README states for it, so a round that restarts Redis empty does without them.
+var blinding = []kind{pauseHolder, pauseGrace, proxyDelay, proxyDrop}
 
 // event is one planned fault: at its offset from the round's start, for dur where it lasts.
 type event struct {
@@ -57,6 +81,7 @@ type taskPlan struct {
 	beats      int  // heartbeats, one every 100ms, before the task ends
 	ignoreTerm bool // trap '' TERM: only SIGKILL stops it
 	fork       bool // a grandchild that beats until its parent kills it
+	orphan     bool // a child under env -i (without the tree's mark), double-forked, that beats until killed
 	when       bool // when: {from: "<1000.0.0"}: true for every semver previous version, unevaluable for others
 	def        int  // the definition's generation (CHAOS_DEF in its env): an edit of the task file raises it
 }
@@ -87,7 +112,7 @@ func plan(seed uint64, n, replicas int) round {
 	for _, w := range weighted {
 		total += w.w
 	}
-	for range 1 + rng.IntN(4) {
+	for j := range 1 + rng.IntN(4) {
 		pick, k := rng.IntN(total), kind("")
 		for _, w := range weighted {
 			if pick < w.w {
@@ -95,6 +120,9 @@ func plan(seed uint64, n, replicas int) round {
 				break
 			}
 			pick -= w.w
+		}
+		if j == 0 && n <= len(featured) {
+			k = featured[n-1]
 		}
 		e := event{at: time.Duration(rng.IntN(4000)) * time.Millisecond, kind: k}
 		switch k {
@@ -104,6 +132,9 @@ func plan(seed uint64, n, replicas int) round {
 		case pauseHolder, pauseGrace:
 			// Longer than the lock: only the supervisor's own deadline keeps the tasks apart.
 			e.dur = r.ttl + time.Duration(200+rng.IntN(int(r.ttl.Milliseconds())))*time.Millisecond
+		case killSupervisor, redisWipe:
+			// While the first holder's tasks run (they wait for one to run, and give up once all ended).
+			e.at /= 4
 		case slowRecord, lostRecord:
 			// Beyond the replicas' read timeout, so that the record's outcome is unknown to the holder.
 			e.dur = readTimeout + time.Duration(100+rng.IntN(int(r.ttl.Milliseconds())))*time.Millisecond
@@ -115,8 +146,38 @@ func plan(seed uint64, n, replicas int) round {
 	if n%4 == 2 && !slices.ContainsFunc(r.events, func(e event) bool { return e.kind == editTasks }) {
 		r.events = append(r.events, event{at: time.Duration(rng.IntN(2000)) * time.Millisecond, kind: editTasks})
 	}
+	if r.has(redisWipe) {
+		r.ttl, r.grace = wipeTTL, 2*wipeTTL
+		for i := range r.tasks {
+			r.tasks[i].beats += wipeBeats
+		}
+		drop := blinding
+		if n <= len(featured) && slices.Contains(blinding, featured[n-1]) {
+			drop = []kind{redisWipe} // the featured fault stays
+		}
+		r.events = slices.DeleteFunc(r.events, func(e event) bool { return slices.Contains(drop, e.kind) })
+	}
+	if r.has(killSupervisor) {
+		for i := range r.tasks {
+			r.tasks[i].orphan = true
+		}
+	}
 	slices.SortStableFunc(r.events, func(a, b event) int { return int(a.at - b.at) })
 	return r
+}
+
+// has reports whether the round injects fault k.
+func (r round) has(k kind) bool {
+	return slices.ContainsFunc(r.events, func(e event) bool { return e.kind == k })
+}
+
+// faults lists the round's faults by name, in the order they are injected.
+func (r round) faults() []string {
+	var out []string
+	for _, e := range r.events {
+		out = append(out, string(e.kind))
+	}
+	return out
 }
 
 // tampered reports whether the round changes the recorded version from outside, so that its own
@@ -129,7 +190,8 @@ func (r round) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "round %d: version %s, %d replicas, MAINTENANCE_LOCK_TTL=%s, grace_period=%s\n", r.n, r.version, r.replicas, r.ttl, r.grace)
 	for _, t := range r.tasks {
-		fmt.Fprintf(&b, "  task %s: %d beats, ignores SIGTERM %t, forks a grandchild %t, when.from %t\n", t.name, t.beats, t.ignoreTerm, t.fork, t.when)
+		fmt.Fprintf(&b, "  task %s: %d beats, ignores SIGTERM %t, forks a grandchild %t, an orphan without the mark %t, when.from %t\n",
+			t.name, t.beats, t.ignoreTerm, t.fork, t.orphan, t.when)
 	}
 	for _, e := range r.events {
 		fmt.Fprintf(&b, "  at %6dms %s", e.at.Milliseconds(), e.kind)

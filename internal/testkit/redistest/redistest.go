@@ -149,6 +149,20 @@ func (s *Server) Restart() {
 	s.start()
 }
 
+// RestartEmpty kills the server and starts it again on the same port with the same arguments, but
+// without its data files (the default snapshot and append-only file names): a Redis that forgot every
+// key, as after a restart without persistence, even when the server was started with persistence.
+func (s *Server) RestartEmpty() {
+	s.t.Helper()
+	s.Kill()
+	for _, name := range []string{"dump.rdb", "appendonly.aof", "appendonlydir"} {
+		if err := os.RemoveAll(filepath.Join(s.Dir, name)); err != nil {
+			s.t.Fatalf("remove redis-server's data: %v", err)
+		}
+	}
+	s.start()
+}
+
 // URL returns redis://127.0.0.1:port/0.
 func (s *Server) URL() string { return fmt.Sprintf("redis://%s/0", s.Addr) }
 
