@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -124,6 +125,20 @@ func superviseTree(deadline string, argv []string) (int, bool) {
 			}
 			check()
 		case <-lease.C:
+			// A supervisor starved of CPU may wake with extensions already written by the gate: take
+			// every one waiting before judging the deadline. Each is a refresh that worked, so honouring
+			// it never stretches the lease past the lock; it only spares a tree the lock still covers.
+			runtime.Gosched()
+			for pending := true; pending; {
+				select {
+				case d := <-extend:
+					if until != 0 && d > until {
+						until = d
+					}
+				default:
+					pending = false
+				}
+			}
 			if until == 0 || monoNow() < until {
 				check()
 				continue
