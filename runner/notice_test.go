@@ -88,3 +88,25 @@ func TestALostNoticeCostsOneExpiryNotTheWaitTimeout(t *testing.T) {
 		})
 	}
 }
+
+// A Redis that restarted without persistence forgot the lock, and the notices published while a
+// waiter's subscription was down are lost: once its subscription is made again, the waiter looks at the
+// lock at once. The lock it read lives longer than its wait timeout and than its progress interval (its
+// only other look), so a waiter that waited for the lock's expiry as read would time out instead.
+func TestAWaiterLooksAtTheLockWhenItsSubscriptionIsMadeAgain(t *testing.T) {
+	h := newHarness(t)
+	var c counter
+	r, _ := h.runner([]tasks.Spec{c.task("migrate", nil)}, "MAINTENANCE_LOCK_TTL", "1m", "MAINTENANCE_WAIT_TIMEOUT", "8s")
+	if r.cfg.WaitTimeout >= min(r.cfg.LockTTL, waitLogEvery) {
+		t.Fatal("the wait timeout must be shorter than the lock TTL and the progress interval for this test to mean anything")
+	}
+	h.holdLockExternally(r.cfg.LockTTL)
+	done := start(context.Background(), r)
+	waitForSubscriber(t, h, 1)
+	h.srv.Restart()
+	out := wait(t, done)
+	if out.err != nil || out.res.Outcome != "recorded" || c.get("migrate") != 1 {
+		t.Fatalf("run = %+v, %v, task runs %d; want the lock Redis forgot taken after the restart, within MAINTENANCE_WAIT_TIMEOUT=%s",
+			out.res, out.err, c.get("migrate"), r.cfg.WaitTimeout)
+	}
+}
