@@ -138,16 +138,18 @@ type look struct {
 }
 
 // firstLook reads the recorded version and the lock in one MGET (both keys share the gate's hash tag),
-// and the holder's current task, and logs the first progress line. Its ttl is the holder's own lock TTL
-// from the lock's metadata, which the lock's remaining TTL cannot exceed: a waiter sleeps that long at
-// most before it reads the remaining TTL itself.
+// the lock's remaining TTL and the holder's current task, in one round trip, and logs the first progress
+// line. Its ttl is what is left of the lock: a waiter that arrives when a holder that died without a
+// notice has little left takes the lock when it expires, not a whole TTL (or a progress interval) later.
 func (r *Runner) firstLook(ctx context.Context, log *slog.Logger, waitStart time.Time) look {
 	const msg = "another replica holds the lock, waiting"
 	var mget *redis.SliceCmd
 	var cur *redis.StringCmd
+	var pttl *redis.DurationCmd
 	// A missing current task is redis.Nil, which Pipelined returns: each command's own error is read.
 	_, _ = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		mget = p.MGet(ctx, r.keys.Version, r.keys.Lock)
+		pttl = p.PTTL(ctx, r.keys.Lock)
 		cur = p.HGet(ctx, r.keys.Progress, "current")
 		return nil
 	})
@@ -167,10 +169,10 @@ func (r *Runner) firstLook(ctx context.Context, log *slog.Logger, waitStart time
 		return l
 	}
 	h := lock.ParseValue(lv)
-	r.logHolder(log, msg, waitStart, h, -1, parseCurrent(cur.Val()))
-	if l.ttl = time.Duration(h.LockTTLMillis) * time.Millisecond; l.ttl <= 0 {
-		l.ttl = r.cfg.LockTTL
+	if l.ttl, l.lerr = pttl.Result(); l.lerr != nil {
+		l.ttl = 0
 	}
+	r.logHolder(log, msg, waitStart, h, l.ttl, parseCurrent(cur.Val()))
 	return l
 }
 
