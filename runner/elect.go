@@ -44,6 +44,7 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 	var (
 		sub       *redis.PubSub
 		notices   <-chan *redis.Message
+		again     <-chan struct{}
 		waitStart time.Time
 		lastLog   time.Time
 		lastWarn  time.Time
@@ -59,7 +60,7 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 		if err == nil {
 			if sub != nil {
 				_ = sub.Close()
-				sub, notices = nil, nil
+				sub, notices, again = nil, nil, nil
 			}
 			sess := r.openSession(ctx, log, lk)
 			defer sess.Close()
@@ -83,7 +84,7 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 		var l look
 		if sub == nil {
 			// Subscribe before the re-check below, so that a notice published in between is not missed.
-			sub, notices = r.subscribe(ctx, waitCtx, log)
+			sub, notices, again = r.subscribe(ctx, waitCtx, log)
 			waitStart = time.Now()
 			lastLog = waitStart
 			if errors.Is(err, lock.ErrNotObtained) {
@@ -119,7 +120,7 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 				return Result{}, perr
 			}
 		}
-		res, done, err := r.waitForLock(waitCtx, log, notices, waitStart, &lastLog, recorded, l.ttl, l.lerr)
+		res, done, err := r.waitForLock(waitCtx, log, notices, again, waitStart, &lastLog, recorded, l.ttl, l.lerr)
 		if done {
 			return res, err
 		}
@@ -137,16 +138,18 @@ type look struct {
 }
 
 // firstLook reads the recorded version and the lock in one MGET (both keys share the gate's hash tag),
-// and the holder's current task, and logs the first progress line. Its ttl is the holder's own lock TTL
-// from the lock's metadata, which the lock's remaining TTL cannot exceed: a waiter sleeps that long at
-// most before it reads the remaining TTL itself.
+// the lock's remaining TTL and the holder's current task, in one round trip, and logs the first progress
+// line. Its ttl is what is left of the lock: a waiter that arrives when a holder that died without a
+// notice has little left takes the lock when it expires, not a whole TTL (or a progress interval) later.
 func (r *Runner) firstLook(ctx context.Context, log *slog.Logger, waitStart time.Time) look {
 	const msg = "another replica holds the lock, waiting"
 	var mget *redis.SliceCmd
 	var cur *redis.StringCmd
+	var pttl *redis.DurationCmd
 	// A missing current task is redis.Nil, which Pipelined returns: each command's own error is read.
 	_, _ = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		mget = p.MGet(ctx, r.keys.Version, r.keys.Lock)
+		pttl = p.PTTL(ctx, r.keys.Lock)
 		cur = p.HGet(ctx, r.keys.Progress, "current")
 		return nil
 	})
@@ -166,27 +169,37 @@ func (r *Runner) firstLook(ctx context.Context, log *slog.Logger, waitStart time
 		return l
 	}
 	h := lock.ParseValue(lv)
-	r.logHolder(log, msg, waitStart, h, -1, parseCurrent(cur.Val()))
-	if l.ttl = time.Duration(h.LockTTLMillis) * time.Millisecond; l.ttl <= 0 {
-		l.ttl = r.cfg.LockTTL
+	if l.ttl, l.lerr = pttl.Result(); l.lerr != nil {
+		l.ttl = 0
 	}
+	r.logHolder(log, msg, waitStart, h, l.ttl, parseCurrent(cur.Val()))
 	return l
 }
 
 // subscribe listens for the holders' notices. When the subscription cannot be confirmed, the waiter
-// relies on its looks at the lock alone.
-func (r *Runner) subscribe(ctx, waitCtx context.Context, log *slog.Logger) (*redis.PubSub, <-chan *redis.Message) {
+// relies on its looks at the lock alone. again receives when the subscription was made again on a new
+// connection (a Redis restart, a failover): the notices published meanwhile are lost, and a Redis that
+// restarted empty has forgotten the lock, so the waiter looks at it then rather than at its expiry as
+// read, up to a whole TTL later.
+func (r *Runner) subscribe(ctx, waitCtx context.Context, log *slog.Logger) (*redis.PubSub, <-chan *redis.Message, <-chan struct{}) {
 	sub := r.rdb.Subscribe(waitCtx, r.keys.Events)
 	if _, err := sub.Receive(waitCtx); err != nil && ctx.Err() == nil && waitCtx.Err() == nil {
 		log.Warn("could not subscribe to completion notices, polling only", "err", err)
 	}
-	return sub, redisconn.Messages(sub, nil)
+	again := make(chan struct{}, 1)
+	return sub, redisconn.Messages(sub, func() {
+		select {
+		case again <- struct{}{}:
+		default:
+		}
+	}), again
 }
 
-// waitForLock waits until the lock may be free: a release notice, or the lock's expiry as last read
-// (ttl, from a look that failed with lerr), whichever comes first. It returns (done) when a notice ends
-// the wait, else when it is time to try the lock again.
-func (r *Runner) waitForLock(ctx context.Context, log *slog.Logger, notices <-chan *redis.Message, waitStart time.Time,
+// waitForLock waits until the lock may be free: a release notice, the lock's expiry as last read (ttl,
+// from a look that failed with lerr), or a subscription made again (again: notices may have been lost),
+// whichever comes first. It returns (done) when a notice ends the wait, else when it is time to try the
+// lock again.
+func (r *Runner) waitForLock(ctx context.Context, log *slog.Logger, notices <-chan *redis.Message, again <-chan struct{}, waitStart time.Time,
 	lastLog *time.Time, recorded string, ttl time.Duration, lerr error) (Result, bool, error) {
 	for ctx.Err() == nil {
 		var sleep time.Duration
@@ -210,6 +223,8 @@ func (r *Runner) waitForLock(ctx context.Context, log *slog.Logger, notices <-ch
 		select {
 		case <-ctx.Done():
 		case <-timer.C:
+		case <-again:
+			logDue = false // a look at the lock now, as at its expiry
 		case m, ok := <-notices:
 			if !ok {
 				notices = nil

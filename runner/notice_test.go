@@ -88,3 +88,44 @@ func TestALostNoticeCostsOneExpiryNotTheWaitTimeout(t *testing.T) {
 		})
 	}
 }
+
+// A Redis that restarted without persistence forgot the lock, and the notices published while a
+// waiter's subscription was down are lost: once its subscription is made again, the waiter looks at the
+// lock at once. The lock it read lives longer than its wait timeout and than its progress interval (its
+// only other look), so a waiter that waited for the lock's expiry as read would time out instead.
+func TestAWaiterLooksAtTheLockWhenItsSubscriptionIsMadeAgain(t *testing.T) {
+	h := newHarness(t)
+	var c counter
+	r, _ := h.runner([]tasks.Spec{c.task("migrate", nil)}, "MAINTENANCE_LOCK_TTL", "1m", "MAINTENANCE_WAIT_TIMEOUT", "8s")
+	if r.cfg.WaitTimeout >= min(r.cfg.LockTTL, waitLogEvery) {
+		t.Fatal("the wait timeout must be shorter than the lock TTL and the progress interval for this test to mean anything")
+	}
+	h.holdLockExternally(r.cfg.LockTTL)
+	done := start(context.Background(), r)
+	waitForSubscriber(t, h, 1)
+	h.srv.Restart()
+	out := wait(t, done)
+	if out.err != nil || out.res.Outcome != "recorded" || c.get("migrate") != 1 {
+		t.Fatalf("run = %+v, %v, task runs %d; want the lock Redis forgot taken after the restart, within MAINTENANCE_WAIT_TIMEOUT=%s",
+			out.res, out.err, c.get("migrate"), r.cfg.WaitTimeout)
+	}
+}
+
+// A waiter that arrives late, when the lock of a holder that died without a notice has little left to
+// live, takes it when it expires, not a whole TTL (or a progress interval) later: its first look reads
+// what is left of the lock, not the holder's TTL. The lock has one second left; the gate's TTL and its
+// progress interval are longer than the wait timeout.
+func TestALateWaiterTakesADeadHoldersLockWhenItExpires(t *testing.T) {
+	h := newHarness(t)
+	var c counter
+	r, _ := h.runner([]tasks.Spec{c.task("migrate", nil)}, "MAINTENANCE_LOCK_TTL", "1m", "MAINTENANCE_WAIT_TIMEOUT", "8s")
+	if r.cfg.WaitTimeout >= min(r.cfg.LockTTL, waitLogEvery) {
+		t.Fatal("the wait timeout must be shorter than the lock TTL and the progress interval for this test to mean anything")
+	}
+	h.holdLockExternally(time.Second)
+	out := wait(t, start(context.Background(), r))
+	if out.err != nil || out.res.Outcome != "recorded" || c.get("migrate") != 1 {
+		t.Fatalf("run = %+v, %v, task runs %d; want the lock taken when it expired, within MAINTENANCE_WAIT_TIMEOUT=%s",
+			out.res, out.err, c.get("migrate"), r.cfg.WaitTimeout)
+	}
+}

@@ -194,14 +194,15 @@ func (r *Runner) listenForStop(ctx context.Context, log *slog.Logger, lk *lock.L
 		log.Warn("could not listen for unlock --force's notice: its stop request is read every keeper interval instead", "err", err)
 	}
 	go func() {
-		// A dropped connection (a Redis restart, a failover) is a reason to look at the lock now rather
-		// than at the next refresh (up to TTL/3 later): a Redis that restarted empty has forgotten it, and
-		// the tree must be killed before another holder's task starts beside it.
-		drop := func() {
-			log.Warn("the connection to Redis dropped: checking the lock now")
+		// A dropped connection (a Redis restart, a failover) is a reason to look at the lock as soon as
+		// the subscription is made again rather than at the next refresh (up to TTL/3 later): a Redis
+		// that restarted empty has forgotten it, and the tree must be killed before another holder's
+		// task starts beside it.
+		reconnected := func() {
+			log.Warn("the connection to Redis dropped and was made again: checking the lock now")
 			lk.CheckNow()
 		}
-		for m := range redisconn.Messages(sub, drop) {
+		for m := range redisconn.Messages(sub, reconnected) {
 			var n Notice
 			if json.Unmarshal([]byte(m.Payload), &n) == nil && n.Event == "stop" && n.Holder == lk.Holder.Holder && n.Started.Equal(lk.Holder.Started) {
 				stop()

@@ -69,16 +69,14 @@ func withRecover(c redis.UniversalClient) redis.UniversalClient {
 // that recovers from a reply go-redis cannot read: sub.Channel reads in a goroutine of go-redis's own,
 // where such a panic would end the process. After one the channel stays open and silent (the caller
 // falls back to polling, whose reads fail with ErrMalformedReply); it is closed when sub is closed.
-// The caller must have read sub's first subscription confirmation itself. onDrop, when not nil, is
-// called when the connection under sub fails and again when the subscription is made anew on a new
-// connection (a Redis restart or failover): a holder then looks at its lock at once.
-func Messages(sub *redis.PubSub, onDrop func()) <-chan *redis.Message {
+// The caller must have read sub's first subscription confirmation itself. onResubscribed, when not
+// nil, is called each time the subscription is made anew on a new connection, after the one under sub
+// failed (a Redis restart or failover): what was published meanwhile is lost and a Redis that restarted
+// empty has forgotten every key, so a holder looks at its lock then, and a waiter at the lock it waits
+// for. It is not called for a connection that failed without being made again (Redis down: nothing can
+// be looked at), nor when sub is closed.
+func Messages(sub *redis.PubSub, onResubscribed func()) <-chan *redis.Message {
 	ch := make(chan *redis.Message, 100)
-	dropped := func() {
-		if onDrop != nil {
-			onDrop()
-		}
-	}
 	go func() {
 		defer func() { _ = recover() }() // a reply go-redis cannot read: no more messages
 		for {
@@ -88,12 +86,14 @@ func Messages(sub *redis.PubSub, onDrop func()) <-chan *redis.Message {
 				close(ch)
 				return
 			case err != nil:
-				dropped()
 				time.Sleep(100 * time.Millisecond) // reconnects at the next Receive
 			default:
 				switch m := m.(type) {
 				case *redis.Subscription:
-					dropped() // made again on a new connection: the first confirmation was the caller's
+					// Made again on a new connection: the first confirmation was the caller's.
+					if onResubscribed != nil {
+						onResubscribed()
+					}
 				case *redis.Message:
 					select { // as sub.Channel does, a reader that went away costs a message, not a goroutine
 					case ch <- m:
