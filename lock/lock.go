@@ -293,8 +293,11 @@ func (lk *Lock) Release(ctx context.Context) error {
 		msg = l.notice(lk.Holder, lk.lost.Load())
 	}
 	if lk.lost.Load() {
-		if l.channel != "" {
-			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lostMargin(l.ttl))
+		// Only while the lock could not yet have expired (its last lease): a holder cut off from Redis
+		// must not outlive its lock waiting on a notice that a waiter does without (it looks at the
+		// lock when it would expire).
+		if until, _ := lk.Lease(); l.channel != "" && time.Until(until) > 0 {
+			pctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), until)
 			defer cancel()
 			_ = l.client.Publish(pctx, l.channel, msg).Err()
 		}
