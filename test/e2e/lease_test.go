@@ -173,3 +173,42 @@ func TestAfterARedisRestartTheOldHoldersTaskStopsBeforeTheNextHoldersRunsLong(t 
 		t.Errorf("the old holder's task ran %s beside the next holder's (more than %s): it did not check its lock when its connection dropped", o, bound)
 	}
 }
+
+// TestAfterARedisOutageEndingEmptyTheOldHoldersTaskStopsBeforeTheNextHoldersRunsLong: Redis is down
+// for a few seconds (long enough for go-redis to stop dialling at every attempt and only try again once
+// a second), then comes back without its data, and a replica starting at that moment takes the lock at
+// once. The old holder must find its lock gone within the bound the safety model states.
+func TestAfterARedisOutageEndingEmptyTheOldHoldersTaskStopsBeforeTheNextHoldersRunsLong(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client()
+	dir := t.TempDir()
+	ttl := 15 * time.Second
+	env := baseEnv(srv, "MAINTENANCE_TASKS_FILE", writeTickTask(t, dir, false), "MAINTENANCE_HOLDER", "forgotten",
+		"MAINTENANCE_LOCK_TTL", ttl.String())
+	a := startReplica(t, env)
+	waitHolders(t, dir, 1, 30*time.Second, a)
+	redistest.Eventually(t, ttl, func() bool {
+		pttl, err := c.PTTL(context.Background(), gateKeys.Lock).Result()
+		return err == nil && pttl > ttl-ttl/20
+	}, "the lock was never refreshed")
+	srv.Kill()
+	// Past go-redis's dial-error budget at the default pool size (10 per CPU, one dial every 100ms).
+	time.Sleep(4 * time.Second)
+	srv.StartAgain()
+	env["MAINTENANCE_HOLDER"] = "next"
+	b := startReplica(t, env)
+	waitHolders(t, dir, 2, 30*time.Second, b)
+	time.Sleep(ttl / 3)
+	touch(t, filepath.Join(dir, "go"))
+	if code := a.wait(t); code != 4 {
+		t.Errorf("the holder whose lock vanished exited %d, want 4:\n%s", code, a.stderr)
+	}
+	if code := b.wait(t); code != 0 {
+		t.Errorf("the next holder exited %d:\n%s", code, b.stderr)
+	}
+	o := overlap(t, dir)
+	t.Logf("overlap after the outage: %s", o)
+	if bound := time.Second + slack(t, time.Second); o > bound {
+		t.Errorf("the old holder's task ran %s beside the next holder's (more than %s): it found its lock gone late after the outage", o, bound)
+	}
+}

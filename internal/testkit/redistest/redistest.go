@@ -163,6 +163,13 @@ func (s *Server) RestartEmpty() {
 	s.start()
 }
 
+// StartAgain starts a killed server again on the same port with the same arguments (and whatever data
+// files it left): the end of an outage.
+func (s *Server) StartAgain() {
+	s.t.Helper()
+	s.start()
+}
+
 // URL returns redis://127.0.0.1:port/0.
 func (s *Server) URL() string { return fmt.Sprintf("redis://%s/0", s.Addr) }
 
