@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 
@@ -113,7 +114,7 @@ func readHeaderFile(path string) (string, error) {
 	return v, nil
 }
 
-var headerNameRe = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+var headerNameRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$") })
 
 type headerSourceFields struct {
 	Env    string `yaml:"env"`
@@ -134,7 +135,7 @@ func decodeHeaders(nodes map[string]yaml.Node, lc LoadContext) (headerSet, []err
 	for _, name := range names {
 		node := nodes[name]
 		field := "headers." + name
-		if !headerNameRe.MatchString(name) {
+		if !headerNameRe().MatchString(name) {
 			errs = append(errs, Fieldf(field, "not a valid header name"))
 			continue
 		}
