@@ -123,9 +123,9 @@ func (r *report) broken() []string {
 		}
 	}
 	for _, c := range r.waiting.cells {
-		if c.run.failed > 0 || c.run.taskRuns != 1 || c.run.history != 1 {
-			b = append(b, fmt.Sprintf("waiting, %d replicas, task %s: %d non-zero exits, %d task runs, %d history entries",
-				c.replicas, c.task, c.run.failed, c.run.taskRuns, c.run.history))
+		if c.failed > 0 || c.taskRuns != 1 || c.history != 1 {
+			b = append(b, fmt.Sprintf("waiting, %d replicas, wait %s: %d non-zero exits, %d task runs, %d history entries",
+				c.replicas, c.wait, c.failed, c.taskRuns, c.history))
 		}
 	}
 	for i, run := range r.takeover.runs {
@@ -423,33 +423,22 @@ func (r *report) waitingSection(p func(string, ...any)) {
 	w := r.waiting
 	p("## 5. What waiting costs Redis")
 	p("")
-	p("A storm as in section 2 for each replica count and each task length (one run each): every replica but the")
-	p("holder waits while the task runs. A replica's fixed cost (connect, try the lock, read the outcome) does not")
-	p("depend on the wait; the cost of waiting itself is the commands the longer task sent beyond the shorter one,")
-	p("over the waiter-seconds it added (a waiter's seconds run from its fork to its exit).")
-	p("Starting hundreds of processes on %d cores takes seconds: at the larger counts some replicas start after the", r.machine.cores)
-	p("short task is over and take the fast path, which the per-replica figures show.")
+	p("For each replica count and wait: a holder of version 2.0.0 starts a task that lasts until the bench ends it; the")
+	p("other replicas start and log that they wait. Then the bench resets Redis' statistics, lets them all wait for the")
+	p("window, reads the statistics (the cost of waiting: commands over waiter-seconds, the holder's lock refreshes")
+	p("included), ends the task and counts what the release, the wake-ups and the exits cost. Per replica is everything,")
+	p("start to exit, over the replicas. A waiter's progress line comes every 10 s, the holder's refresh every third of")
+	p("`MAINTENANCE_LOCK_TTL` (30 s): a window shorter than those may see none.")
 	p("")
 	if r.plot != "" {
 		p("![Redis commands per replica and per waiter-second against the number of replicas](%s)", r.plot)
 		p("")
 	}
-	p("| replicas | task | all started after | first start to last exit | waiter-seconds | commands | per replica | task runs | non-zero exits |")
-	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	p("| replicas | wait | all waiting after | commands to all waiting | in the window | per waiter-second | after the task | per replica | task runs | non-zero exits |")
+	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, c := range w.cells {
-		run := c.run
-		p("| %d | %s | %s | %s | %.0f | %d | %.1f | %d | %d |", c.replicas, c.task, fmtMS(ms(run.launch)), fmtMS(ms(run.total)),
-			run.waiterSecs, commandTotal(run.commands), run.perReplica, run.taskRuns, run.failed)
-	}
-	p("")
-	p("| replicas | commands per waiter-second |")
-	p("|---:|---:|")
-	for _, n := range w.counts {
-		if c, ok := w.perWaiterSecond(n); ok {
-			p("| %d | %.3f |", n, c)
-		} else {
-			p("| %d | not measurable: the longer task added no waiter-seconds |", n)
-		}
+		p("| %d | %s | %s | %d | %d | %.3f | %d | %.1f | %d | %d |", c.replicas, fmtMS(ms(c.window)), fmtMS(ms(c.launch)), c.before,
+			c.during, c.perWaiterSecond(), c.after, c.perReplica, c.taskRuns, c.failed)
 	}
 	p("")
 }

@@ -19,8 +19,6 @@ type stormRun struct {
 	delays     []float64 // ms from the record to each waiter's exit
 	woken      []float64 // ms from the record to each waiter's log line saying it is done
 	holderExit float64   // ms from the record to the holder's exit
-	waiterSecs float64   // seconds the waiters (every replica but the holder) lived, summed
-	replicas   int
 }
 
 // stormResult is figure 2.
@@ -120,7 +118,7 @@ func stormOnce(ctx context.Context, b *binaries, srv *redisServer, replicas int,
 		}
 		procs = append(procs, p)
 	}
-	run := &stormRun{replicas: replicas, launch: procs[len(procs)-1].started.Sub(procs[0].started)}
+	run := &stormRun{launch: procs[len(procs)-1].started.Sub(procs[0].started)}
 	deadline := time.Now().Add(task + 60*time.Second)
 	var last time.Time
 	for _, p := range procs {
@@ -157,7 +155,6 @@ func stormOnce(ctx context.Context, b *binaries, srv *redisServer, replicas int,
 			continue
 		}
 		run.delays = append(run.delays, d)
-		run.waiterSecs += p.ended.Sub(p.started).Seconds()
 		if t, ok := p.stderr.logged("another replica recorded the version, done"); ok {
 			run.woken = append(run.woken, ms(t.Sub(recorded)))
 		}

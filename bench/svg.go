@@ -71,25 +71,25 @@ func (w *waitResult) svg() string {
 		}
 	}
 	var perReplica []series
-	for k, t := range w.tasks {
-		s := series{name: "task " + t.String(), color: colors[k%len(colors)], pts: map[int]float64{}}
+	var costs []series
+	for k, t := range w.waits {
+		s := series{name: "wait " + t.String(), color: colors[k%len(colors)], pts: map[int]float64{}}
+		c := series{name: s.name, color: s.color, pts: map[int]float64{}}
 		for _, n := range w.counts {
 			if r := w.cell(n, t); r != nil {
 				s.pts[n] = r.perReplica
+				c.pts[n] = r.perWaiterSecond()
 			}
 		}
 		perReplica = append(perReplica, s)
+		costs = append(costs, c)
 	}
 	panel(0, "Redis commands per replica", perReplica)
-	cost := series{name: "measured", color: colors[0], pts: map[int]float64{}}
 	target := series{name: "target", color: "#888", dash: true, pts: map[int]float64{}}
 	for _, n := range w.counts {
-		if c, ok := w.perWaiterSecond(n); ok {
-			cost.pts[n] = c
-		}
 		target.pts[n] = targetWaitCost
 	}
-	panel(1, "Commands per waiter-second", []series{cost, target})
+	panel(1, "Commands per waiter-second", append(costs, target))
 	b.WriteString("</svg>\n")
 	return b.String()
 }
