@@ -173,6 +173,12 @@ func (r *report) markdown() string {
 	}
 	p("## Machine")
 	p("")
+	if m.loaded() {
+		p("**The machine was loaded during this run** (a 1-minute load average above its %d cores at the start or the end):", m.cores)
+		p("absolute times are inflated and noisy, and the storm's first start to last exit includes forking every replica")
+		p("on a busy machine. Ratios of runs taken side by side are the figures to trust.")
+		p("")
+	}
 	p("* CPU: %s, %d cores", m.cpu, m.cores)
 	p("* load average (1, 5, 15 min) at the start: %s; at the end: %s. The machine is shared: other processes may run", m.loadStart, m.loadEnd)
 	p("  during the bench, which is why targets are ratios or generous bounds and every figure has its min and max.")
