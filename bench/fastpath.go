@@ -18,6 +18,9 @@ type fastPathResult struct {
 	gateFlt  sample // minor page faults
 	floorFlt sample // minor page faults
 	commands map[string]int
+	peer     *peer
+	peerWall sample // wall ms of the peer's no-op run, when it could be installed
+	peerCPU  sample
 }
 
 // ratio is the target figure: median gate wall time over median floor wall time.
@@ -36,9 +39,9 @@ func (r *fastPathResult) pairRatios() sample {
 // fastPathVersion is the version recorded before the fast path runs, and the one they run.
 const fastPathVersion = "1.0.0"
 
-// benchFastPath runs the floor and the gate alternately against a Redis where the version is already
+// benchFastPath runs the floor, the gate and the peer's no-op run in turn against a Redis where the version is already
 // recorded, then counts the commands of one more gate run.
-func benchFastPath(ctx context.Context, b *binaries, srv *redisServer, runs int) (*fastPathResult, error) {
+func benchFastPath(ctx context.Context, b *binaries, srv *redisServer, runs int, pr *peer) (*fastPathResult, error) {
 	const version = fastPathVersion
 	if err := srv.reset(ctx); err != nil {
 		return nil, err
@@ -58,7 +61,7 @@ func benchFastPath(ctx context.Context, b *binaries, srv *redisServer, runs int)
 		}
 		return p, nil
 	}
-	res := &fastPathResult{runs: runs}
+	res := &fastPathResult{runs: runs, peer: pr}
 	for i := -3; i < runs; i++ { // three rounds to warm the page cache, not counted
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -71,8 +74,21 @@ func benchFastPath(ctx context.Context, b *binaries, srv *redisServer, runs int)
 		if err != nil {
 			return nil, err
 		}
+		var m *proc
+		if pr.bin != "" {
+			if m, err = runProc(ctx, pr.bin, 30*time.Second, nil, pr.args...); err != nil {
+				return nil, err
+			}
+			if m.code != 0 {
+				return nil, fmt.Errorf("%s exited %d on a no-op run:\n%s", pr.bin, m.code, m.stderr)
+			}
+		}
 		if i < 0 {
 			continue
+		}
+		if m != nil {
+			res.peerWall = append(res.peerWall, ms(m.wall()))
+			res.peerCPU = append(res.peerCPU, ms(m.cpu))
 		}
 		res.floor = append(res.floor, ms(f.wall()))
 		res.gate = append(res.gate, ms(g.wall()))

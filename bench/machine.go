@@ -149,3 +149,15 @@ func initTrace(ctx context.Context, bin string, env []string, runs int) (sample,
 	slices.SortFunc(costs, func(a, b initCost) int { return cmp.Or(cmp.Compare(b.ms, a.ms), cmp.Compare(a.pkg, b.pkg)) })
 	return totals, costs, nil
 }
+
+// loaded reports whether the 1-minute load average exceeded the number of cores at the start or the end.
+func (m machine) loaded() bool {
+	for _, l := range []string{m.loadStart, m.loadEnd} {
+		if f := strings.Fields(l); len(f) > 0 {
+			if v, err := strconv.ParseFloat(f[0], 64); err == nil && v > float64(m.cores) {
+				return true
+			}
+		}
+	}
+	return false
+}

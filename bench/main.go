@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -40,6 +41,9 @@ type options struct {
 	takeovers int
 	ttl       time.Duration
 	limit     time.Duration
+	waitN     string
+	waitTasks string
+	pgDSN     string
 }
 
 func main() {
@@ -51,7 +55,10 @@ func main() {
 	flag.DurationVar(&o.task, "task", 2*time.Second, "startup storm: the task's duration (sleep)")
 	flag.IntVar(&o.takeovers, "takeovers", 5, "takeover: repetitions")
 	flag.DurationVar(&o.ttl, "ttl", 2*time.Second, "takeover: MAINTENANCE_LOCK_TTL")
-	flag.DurationVar(&o.limit, "limit", 5*time.Minute, "give up after this long")
+	flag.StringVar(&o.waitN, "wait-replicas", "10,100,500", "waiting: replica counts, comma-separated")
+	flag.StringVar(&o.waitTasks, "waits", "3s,12s", "waiting: lengths of the measured wait, comma-separated, shortest first")
+	flag.StringVar(&o.pgDSN, "pg", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL for the peer's no-op run (golang-migrate)")
+	flag.DurationVar(&o.limit, "limit", 6*time.Minute, "give up after this long")
 	flag.Parse()
 	if err := run(o, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -96,10 +103,20 @@ func run(o options, args []string) error {
 	if st, err := os.Stat(b.floor); err == nil {
 		rep.floorSize = st.Size()
 	}
+	counts, tasks, err := parseWaitFlags(o.waitN, o.waitTasks)
+	if err != nil {
+		return err
+	}
+	progress("installing the peer: go install %s@%s into a temporary GOBIN", migratePackage, migrateVersion)
+	pr := installPeer(ctx, tmp, o.pgDSN)
+	defer pr.cleanup()
+	if pr.missing != "" {
+		progress("peer not measured: %s", pr.missing)
+	}
 
-	progress("fast path: %d runs each of the floor and the gate, interleaved", o.runs)
+	progress("fast path: %d runs each of the floor, the gate and the peer, interleaved", o.runs)
 	if err := withRedis(ctx, tmp, rep, func(srv *redisServer) (err error) {
-		if rep.fast, err = benchFastPath(ctx, b, srv, o.runs); err != nil {
+		if rep.fast, err = benchFastPath(ctx, b, srv, o.runs, pr); err != nil {
 			return fmt.Errorf("fast path: %w", err)
 		}
 		env := []string{"PEERDB_DEPLOYMENT_VERSION=" + fastPathVersion, "REDIS_URL=" + srv.url()}
@@ -114,6 +131,12 @@ func run(o options, args []string) error {
 	progress("startup storm: %d replicas at once, task sleep %s, %d times", o.replicas, o.task, o.storms)
 	if err := withRedis(ctx, tmp, rep, func(srv *redisServer) (err error) {
 		rep.storm, err = benchStorm(ctx, b, srv, o.replicas, o.storms, o.task)
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := withRedis(ctx, tmp, rep, func(srv *redisServer) (err error) {
+		rep.waiting, err = benchWaiting(ctx, b, srv, tmp, counts, tasks)
 		return err
 	}); err != nil {
 		return err
@@ -134,6 +157,12 @@ func run(o options, args []string) error {
 	rep.machine.loadEnd = loadAverage()
 	rep.took = time.Since(rep.started)
 
+	if o.out != "" {
+		rep.plot = strings.TrimSuffix(filepath.Base(o.out), filepath.Ext(o.out)) + "-waiting.svg"
+		if err := os.WriteFile(filepath.Join(filepath.Dir(o.out), rep.plot), []byte(rep.waiting.svg()), 0o644); err != nil {
+			return err
+		}
+	}
 	md := rep.markdown()
 	fmt.Print(md)
 	if o.out != "" {
@@ -182,4 +211,25 @@ func build(ctx context.Context, root, out, ldflags, pkg string, extra ...string)
 		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return nil
+}
+
+// parseWaitFlags reads -wait-replicas and -wait-tasks.
+func parseWaitFlags(replicas, tasks string) ([]int, []time.Duration, error) {
+	var counts []int
+	for _, f := range strings.Split(replicas, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 2 {
+			return nil, nil, fmt.Errorf("-wait-replicas: %q is not a replica count of at least 2", f)
+		}
+		counts = append(counts, n)
+	}
+	var ds []time.Duration
+	for _, f := range strings.Split(tasks, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d <= 0 || (len(ds) > 0 && d <= ds[len(ds)-1]) {
+			return nil, nil, fmt.Errorf("-waits: %q is not a positive duration longer than the one before", f)
+		}
+		ds = append(ds, d)
+	}
+	return counts, ds, nil
 }

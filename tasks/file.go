@@ -7,6 +7,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 
@@ -33,7 +34,7 @@ func (e *FileError) Unwrap() []error { return e.Problems }
 
 // nameRe is checked with a separate length limit: a counted repetition like {0,62} compiles to that many
 // copies of its class, a cost every run of the gate would pay at start.
-var nameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+var nameRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`) })
 
 const maxNameLen = 64
 
@@ -152,7 +153,7 @@ func decodeSpec(item *yaml.Node, n int, lc LoadContext) (Spec, []error) {
 		fe("name", v, "must be a string")
 	case name == "":
 		fe("name", v, "required")
-	case len(name) > maxNameLen || !nameRe.MatchString(name):
+	case len(name) > maxNameLen || !nameRe().MatchString(name):
 		fe("name", v, "%q must be 1 to 64 of a-z, 0-9 and -, starting and ending with a letter or digit", name)
 	default:
 		spec.Name, label = name, name

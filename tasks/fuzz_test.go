@@ -41,7 +41,7 @@ func FuzzParseTaskFile(f *testing.F) {
 		}
 		seen := map[string]bool{}
 		for _, s := range specs {
-			if !nameRe.MatchString(s.Name) || seen[s.Name] {
+			if !nameRe().MatchString(s.Name) || seen[s.Name] {
 				t.Fatalf("accepted a bad or duplicate name %q", s.Name)
 			}
 			seen[s.Name] = true

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 
@@ -15,7 +16,7 @@ import (
 
 // The headers mapping of the http and peerdb kinds, decoded into httpcall.Headers.
 
-var headerNameRe = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+var headerNameRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$") })
 
 type headerSourceFields struct {
 	Env    string `yaml:"env"`
@@ -36,7 +37,7 @@ func decodeHeaders(nodes map[string]yaml.Node, lc LoadContext) (httpcall.Headers
 	for _, name := range names {
 		node := nodes[name]
 		field := "headers." + name
-		if !headerNameRe.MatchString(name) {
+		if !headerNameRe().MatchString(name) {
 			errs = append(errs, Fieldf(field, "not a valid header name"))
 			continue
 		}

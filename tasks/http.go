@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -165,13 +166,13 @@ func checkHTTPURL(raw string) error {
 }
 
 // placeholderRe finds ${NAME} in a body or header value.
-var placeholderRe = regexp.MustCompile(`\$\{([^}]*)\}`)
+var placeholderRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\$\{([^}]*)\}`) })
 
 var knownPlaceholders = []string{"FROM_VERSION", "TO_VERSION", "FENCING_TOKEN"}
 
 func checkPlaceholders(s string) error {
 	var unknown []string
-	for _, m := range placeholderRe.FindAllStringSubmatch(s, -1) {
+	for _, m := range placeholderRe().FindAllStringSubmatch(s, -1) {
 		if !slices.Contains(knownPlaceholders, m[1]) {
 			unknown = append(unknown, m[0])
 		}

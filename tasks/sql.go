@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -305,8 +306,8 @@ func position(text string, offset int) (line, col int, near string) {
 }
 
 var (
-	kvPasswordRe  = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s]*)`)
-	urlPasswordRe = regexp.MustCompile(`(?i)(password=)[^&#\s]*`)
+	kvPasswordRe  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s]*)`) })
+	urlPasswordRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)(password=)[^&#\s]*`) })
 )
 
 // RedactDSN hides the password of a PostgreSQL connection string, URL or key=value form, so that it
@@ -317,16 +318,16 @@ func RedactDSN(dsn string) string {
 			if _, has := u.User.Password(); has {
 				u.User = url.UserPassword(u.User.Username(), "xxxxx")
 			}
-			return urlPasswordRe.ReplaceAllString(u.String(), "${1}xxxxx")
+			return urlPasswordRe().ReplaceAllString(u.String(), "${1}xxxxx")
 		}
 		// Unparsable URL: drop everything between the scheme and the host.
 		scheme, rest, _ := strings.Cut(dsn, "://")
 		if at := strings.LastIndex(rest, "@"); at >= 0 {
 			rest = "xxxxx@" + rest[at+1:]
 		}
-		return urlPasswordRe.ReplaceAllString(scheme+"://"+rest, "${1}xxxxx")
+		return urlPasswordRe().ReplaceAllString(scheme+"://"+rest, "${1}xxxxx")
 	}
-	return kvPasswordRe.ReplaceAllString(dsn, "${1}xxxxx")
+	return kvPasswordRe().ReplaceAllString(dsn, "${1}xxxxx")
 }
 
 // parseProblem is pgconn's parse error without the connection string it quotes (url.Error quotes

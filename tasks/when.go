@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/Masterminds/semver/v3"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/version"
@@ -17,7 +16,7 @@ type When struct {
 	To      string
 	Install *bool
 
-	from, to *semver.Constraints
+	from, to *version.Constraint
 }
 
 type whenFields struct {
@@ -60,17 +59,9 @@ func decodeWhen(node *yaml.Node) (When, []*FieldError) {
 	return w, errs
 }
 
-// constraint parses a semver constraint that also admits pre-releases: semver orders 0.30.0-rc.1 below
-// 0.30.0, so an upgrade from it must run a task gated on from "<0.30.0". (By default the semver library
-// leaves pre-releases out of every range that does not name one.)
-func constraint(s string) (*semver.Constraints, error) {
-	c, err := semver.NewConstraint(s)
-	if err != nil {
-		return nil, err
-	}
-	c.IncludePrerelease = true
-	return c, nil
-}
+// constraint parses a semver constraint; pre-releases are always admitted: semver orders 0.30.0-rc.1
+// below 0.30.0, so an upgrade from it must run a task gated on from "<0.30.0".
+func constraint(s string) (*version.Constraint, error) { return version.ParseConstraint(s) }
 
 // IsZero reports whether the task runs on every upgrade.
 func (w When) IsZero() bool { return w.from == nil && w.to == nil && w.Install == nil }

@@ -145,6 +145,8 @@ func TestBadValuesAreRefusedNamingTheVariable(t *testing.T) {
 	}{
 		{"deployment version unset", map[string]string{"PEERDB_DEPLOYMENT_VERSION": ""}, "PEERDB_DEPLOYMENT_VERSION"},
 		{"deployment version with a space", map[string]string{"PEERDB_DEPLOYMENT_VERSION": "1.0 beta"}, "PEERDB_DEPLOYMENT_VERSION"},
+		{"deployment version with a control character", map[string]string{"PEERDB_DEPLOYMENT_VERSION": "1.0\x1bbeta"}, "PEERDB_DEPLOYMENT_VERSION"},
+		{"deployment version with an invisible format character", map[string]string{"PEERDB_DEPLOYMENT_VERSION": "1.0\u200bbeta"}, "PEERDB_DEPLOYMENT_VERSION"},
 		{"deployment version longer than 200 characters", map[string]string{"PEERDB_DEPLOYMENT_VERSION": strings.Repeat("v", 201)}, "PEERDB_DEPLOYMENT_VERSION"},
 		{"an http URL is not a Redis URL", map[string]string{"REDIS_URL": "http://redis:6379"}, "REDIS_URL"},
 		{"a URL with a port that is not a number", map[string]string{"REDIS_URL": "redis://redis:sixthree/0"}, "REDIS_URL"},
@@ -162,6 +164,8 @@ func TestBadValuesAreRefusedNamingTheVariable(t *testing.T) {
 		{"a gate name with a space", map[string]string{"MAINTENANCE_NAME": "pre upgrade"}, "MAINTENANCE_NAME"},
 		{"a gate name with braces", map[string]string{"MAINTENANCE_NAME": "{x}"}, "MAINTENANCE_NAME"},
 		{"a key prefix with braces breaks the hash tag", map[string]string{"MAINTENANCE_KEY_PREFIX": "a{b}"}, "MAINTENANCE_KEY_PREFIX"},
+		{"a key prefix with a closing brace alone", map[string]string{"MAINTENANCE_KEY_PREFIX": "ab}"}, "MAINTENANCE_KEY_PREFIX"},
+		{"a key prefix with a tab", map[string]string{"MAINTENANCE_KEY_PREFIX": "a\tb"}, "MAINTENANCE_KEY_PREFIX"},
 		{"lock TTL below one second is refused", map[string]string{"MAINTENANCE_LOCK_TTL": "500ms"}, "MAINTENANCE_LOCK_TTL"},
 		{"lock TTL of zero is refused", map[string]string{"MAINTENANCE_LOCK_TTL": "0s"}, "MAINTENANCE_LOCK_TTL"},
 		{"lock TTL without a unit", map[string]string{"MAINTENANCE_LOCK_TTL": "30"}, "MAINTENANCE_LOCK_TTL"},

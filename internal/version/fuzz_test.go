@@ -16,7 +16,7 @@ func FuzzVersionParse(f *testing.F) {
 		_, okB := version.Parse(b)
 		if okA {
 			again, ok := version.Parse(va.String())
-			if !ok || !again.Equal(va) || again.Original() != va.String() {
+			if !ok || again != va || again.String() != va.String() {
 				t.Fatalf("Parse(%q) = %s, which does not parse back to itself", a, va)
 			}
 		}
