@@ -43,8 +43,11 @@ var mutants = []mutant{
 	{Name: "keeper: stops with the run instead of outliving its tasks",
 		File: "lock/lock.go", Old: "kctx, kcancel := context.WithCancel(context.WithoutCancel(ctx))", New: "kctx, kcancel := context.WithCancel(ctx)",
 		Pkg: "./lock", Run: "TestKeeper"},
+	{Name: "release: a lost lock's notice waits on a stalled Redis past the lock's expiry",
+		File: "lock/lock.go", Old: "l.channel != \"\" && time.Until(until) > 0 {\n\t\t\tpctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), until)", New: "l.channel != \"\" && !until.IsZero() {\n\t\t\tpctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lostMargin(l.ttl))",
+		Pkg: "./test/e2e", Run: "TestHolderCutOffFromRedisExits4BeforeItsLockCanExpire"},
 	{Name: "release: a lock found lost is released anyway",
-		File: "lock/lock.go", Old: "\tif lk.lost.Load() {\n\t\tif l.channel != \"\" {", New: "\tif false {\n\t\tif l.channel != \"\" {",
+		File: "lock/lock.go", Old: "\tif lk.lost.Load() {\n\t\t// Only while", New: "\tif false {\n\t\t// Only while",
 		Pkg: "./lock", Run: "TestReleaseOfALockFoundLost"},
 
 	// The release notice and the waiter's look at the lock at its expiry (lock/lock.go, runner/elect.go).
