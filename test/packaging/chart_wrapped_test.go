@@ -114,3 +114,41 @@ func TestWrappedModeRefusesACommandAndTasksTogether(t *testing.T) {
 		t.Errorf("err %v, stderr %s; want the template to refuse wrapped.command with tasks", err, stderr)
 	}
 }
+
+// TestTheUpgradeValuesRunPeerDBsMigratorInItsOwnImageBetweenPauseAndResume: the chart alone, with
+// examples/peerdb-upgrade-values.yaml, renders the migrate hook Job whose init container in PeerDB's
+// image runs the copied gate in front of PeerDB's migrator, after the pause Job and before the resume.
+func TestTheUpgradeValuesRunPeerDBsMigratorInItsOwnImageBetweenPauseAndResume(t *testing.T) {
+	values := repoRoot(t) + "/examples/peerdb-upgrade-values.yaml"
+	helm(t, "lint", "--strict", chartDir, "-f", values)
+	r := decodeManifests(t, helm(t, "template", release, chartDir, "--namespace", "peerdb", "-f", values))
+	job := r.job(t, release+"-peerdb-maintenance-migrate")
+	pod := &job.Spec.Template.Spec
+	if n := len(pod.InitContainers); n != 2 {
+		t.Fatalf("migrate Job: %d init containers, want the copy and the wrapped migrator", n)
+	}
+	install := &pod.InitContainers[0]
+	if install.Image != gateImage || !slices.Equal(install.Args, []string{"install", "/peerdb-maintenance"}) {
+		t.Errorf("migrate Job: copy init container image %q args %q, want the gate's image running install", install.Image, install.Args)
+	}
+	checkWrapped(t, &pod.InitContainers[1])
+	if v := podVolume(pod, "peerdb-maintenance-bin"); v == nil || v.EmptyDir == nil {
+		t.Errorf("migrate Job: gate volume %+v, want an emptyDir", v)
+	}
+	if c := pod.Containers; len(c) != 1 || c[0].Image != gateImage || !slices.Equal(c[0].Args, []string{"status"}) {
+		t.Errorf("migrate Job: containers %+v, want the gate's status", c)
+	}
+	if s := envVar(&pod.InitContainers[1], "REDIS_URL"); s == nil || s.ValueFrom == nil || s.ValueFrom.SecretKeyRef == nil ||
+		!strings.HasSuffix(s.ValueFrom.SecretKeyRef.Name, "-hooks-redis") {
+		t.Errorf("migrate Job: REDIS_URL %+v, want the hooks' Secret (the release's own does not exist before install)", s)
+	}
+	weight := func(name string) string {
+		return r.job(t, release+"-peerdb-maintenance-"+name).Annotations["helm.sh/hook-weight"]
+	}
+	if pre, migrate := weight("pre"), weight("migrate"); !(pre < migrate) {
+		t.Errorf("hook weights pre %s, migrate %s: the migration must run after the pause", pre, migrate)
+	}
+	if ev := r.job(t, release+"-peerdb-maintenance-post").Annotations["helm.sh/hook"]; ev != "post-upgrade" {
+		t.Errorf("resume Job runs at %q, want post-upgrade (after the new workers are up)", ev)
+	}
+}

@@ -34,6 +34,9 @@ no wrapped.command, the task list (tasks) with exec tasks naming the image's pro
 {{- fail "peerdb-maintenance: wrapped.gateSource must be copy or imageVolume" }}
 {{- end }}
 {{- $ctx := dict "values" $v "context" .context "gate" $w.gate "tasksKey" "tasks.yaml" }}
+{{- with .redisSecret }}
+{{- $_ := set $ctx "redisSecret" . }}
+{{- end }}
 {{- if not $w.command }}
 {{- $_ := set $ctx "tasksConfigMap" (include "peerdb-maintenance.tasksConfigMapName" .) }}
 {{- end -}}
