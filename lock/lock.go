@@ -65,6 +65,14 @@ func New(client redis.UniversalClient, key, fenceKey string, ttl time.Duration) 
 	return &Locker{client: client, rl: redislock.New(client), key: key, fenceKey: fenceKey, ttl: ttl}
 }
 
+// ObtainThrough makes Obtain, and the refreshes of the locks it takes (redislock keeps the client it
+// took a lock with), go through c instead of the Locker's client. Both are safe to retry: redislock's
+// obtain sets the key again when it already holds this lock's token, and a refresh extends only its own
+// token. So a waiter can try the lock on the connection it reads with, and never open a second one
+// (each costs Redis a HELLO) unless it becomes the holder; the fencing token, release and the record
+// stay on the Locker's own client.
+func (l *Locker) ObtainThrough(c redis.UniversalClient) { l.rl = redislock.New(c) }
+
 // Obtain tries once to take the lock. It returns ErrNotObtained when another holder has it.
 func (l *Locker) Obtain(ctx context.Context, h Holder) (*Lock, error) {
 	h.LockTTLMillis = l.ttl.Milliseconds()

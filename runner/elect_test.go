@@ -208,3 +208,50 @@ func TestWaiterLooksAtAHeldLockWithoutTryingIt(t *testing.T) {
 	cancel()
 	wait(t, done)
 }
+
+// TestAWaiterOpensNoWriteConnection: a waiter reads, tries the lock and listens on two connections;
+// the third (the holder's writes, never retried) is opened only by the holder. Each connection costs
+// Redis a HELLO, paid by every replica of a startup storm.
+func TestAWaiterOpensNoWriteConnection(t *testing.T) {
+	h := newHarness(t)
+	release := make(chan struct{})
+	holder, _ := h.runner([]tasks.Spec{spec("hold", func(ctx context.Context, _ tasks.Env) error {
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})}, "MAINTENANCE_HOLDER", "pod-a")
+	hd := start(context.Background(), holder)
+	redistest.Eventually(t, 10*time.Second, func() bool { return strings.Contains(h.get(h.keys.Lock), "pod-a") },
+		"the holder never took the lock")
+	connections := func() int {
+		info := h.rdb.Info(context.Background(), "stats").Val()
+		for _, l := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(l, "total_connections_received:"); ok {
+				n, _ := strconv.Atoi(v)
+				return n
+			}
+		}
+		t.Fatal("no total_connections_received in INFO stats")
+		return 0
+	}
+	before := connections()
+	waiter, logs := h.runner(nil, "MAINTENANCE_HOLDER", "pod-b")
+	wd := start(context.Background(), waiter)
+	redistest.Eventually(t, 10*time.Second, func() bool {
+		return strings.Contains(logs.String(), "another replica holds the lock, waiting")
+	}, "waiter did not log its wait")
+	opened := connections() - before
+	close(release)
+	if out := wait(t, hd); out.err != nil {
+		t.Fatal(out.err)
+	}
+	if out := wait(t, wd); out.err != nil || out.res.Outcome != "waited" {
+		t.Fatalf("waiter = %+v, %v", out.res, out.err)
+	}
+	if opened > 2 {
+		t.Errorf("the waiter opened %d connections, want 2 (reads and lock attempts, notices)", opened)
+	}
+}

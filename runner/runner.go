@@ -67,6 +67,8 @@ func New(cfg *config.Config, opt Options) *Runner {
 		opt.Out = io.Discard
 	}
 	locker := lock.New(wdb, k.Lock, k.Fence, cfg.LockTTL)
+	// A waiter then opens no write connection: only the holder does (fencing token, progress, record).
+	locker.ObtainThrough(rdb)
 	locker.NotifyOnRelease(k.Events, releaseNotice)
 	return &Runner{
 		cfg: cfg, rdb: rdb, wdb: wdb, keys: k, specs: opt.Specs, log: opt.Logger, getenv: opt.Getenv, out: opt.Out, pause: opt.Pause,
