@@ -244,3 +244,22 @@ func TestPeerDBStartOnV0_30_0WaitsTheSettleTimeWithMirrorsAtRest(t *testing.T) {
 		t.Errorf("mirrors at rest at %v, start over at %v: want at least the settle time %v between\n%s", atRest, done, p.settle, log)
 	}
 }
+
+// Only the gateway's own 404 ({"code": 5}, recording 12) makes the gate follow a maintenance the way a
+// release before v0.31.0 allows: a 404 from a proxy in front of a current flow-api fails the task with
+// that answer, instead of being taken for an old release.
+func TestPeerDBProxy404OnTheStatusEndpointIsNotAnOldRelease(t *testing.T) {
+	api := flowapitest.Start(t)
+	api.Do(func(s *flowapitest.Server) {
+		s.Mirrors = []flowapitest.Mirror{{Name: "orders_cdc", IsCDC: true, Status: "STATUS_RUNNING"}}
+		s.Faults["GET /v1/instance/maintenance/status"] = []flowapitest.Fault{{Status: 404, Message: "default backend - 404"}}
+	})
+	env, log := runEnv(t, nil)
+	err := loadPeerDBOn(t, api, "action: maintenance-start").Run(testCtx(t), env)
+	if err == nil || !strings.Contains(err.Error(), "default backend - 404") {
+		t.Errorf("a proxy's 404 on the status endpoint: got %v, want the task failed with it", err)
+	}
+	if strings.Contains(log.String(), "answered 404 (PeerDB before v0.31.0)") {
+		t.Errorf("a proxy's 404 was taken for a release without the status endpoint:\n%s", log)
+	}
+}
