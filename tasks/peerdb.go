@@ -271,8 +271,10 @@ func (p *PeerDB) maintenance(ctx context.Context, env Env, status, waitingFor st
 		var s maintenanceStatus
 		err := p.call(ctx, env, "GET", statusPath, nil, &s, "phase")
 		var apiErr *FlowAPIError
-		if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound && !sourceLogged {
+		if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound && apiErr.Code == grpcNotFound && !sourceLogged {
 			// Decided from the answer, never from a version: PeerDB adds the endpoint in v0.31.0.
+			// Only the gateway's own answer for a path it has no route for ({"code": 5}) says so; a
+			// 404 from a proxy in front of it (HTML, plain text) is an error like any other 404.
 			lp, sourceLogged = &legacyProgress{p: p, env: env}, true
 			env.Logger.Info("peerdb maintenance progress source", "source", "GET /v1/instance/info and the mirrors' states",
 				"reason", "GET "+statusPath+" answered 404 (PeerDB before v0.31.0)")

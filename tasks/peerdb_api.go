@@ -111,6 +111,9 @@ func (e *FlowAPIError) Error() string {
 	return msg
 }
 
+// grpcNotFound is gRPC's NotFound code, which the gateway sends with a 404 for a path it has no route for.
+const grpcNotFound = 5
+
 var grpcCodes = []string{"OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
 	"AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted", "OutOfRange",
 	"Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated"}

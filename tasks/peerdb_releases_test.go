@@ -244,3 +244,70 @@ func TestPeerDBStartOnV0_30_0WaitsTheSettleTimeWithMirrorsAtRest(t *testing.T) {
 		t.Errorf("mirrors at rest at %v, start over at %v: want at least the settle time %v between\n%s", atRest, done, p.settle, log)
 	}
 }
+
+// Only the gateway's own 404 ({"code": 5}, recording 12) makes the gate follow a maintenance the way a
+// release before v0.31.0 allows: a 404 from a proxy in front of a current flow-api fails the task with
+// that answer, instead of being taken for an old release.
+func TestPeerDBProxy404OnTheStatusEndpointIsNotAnOldRelease(t *testing.T) {
+	api := flowapitest.Start(t)
+	api.Do(func(s *flowapitest.Server) {
+		s.Mirrors = []flowapitest.Mirror{{Name: "orders_cdc", IsCDC: true, Status: "STATUS_RUNNING"}}
+		s.Faults["GET /v1/instance/maintenance/status"] = []flowapitest.Fault{{Status: 404, Message: "default backend - 404"}}
+	})
+	env, log := runEnv(t, nil)
+	err := loadPeerDBOn(t, api, "action: maintenance-start").Run(testCtx(t), env)
+	if err == nil || !strings.Contains(err.Error(), "default backend - 404") {
+		t.Errorf("a proxy's 404 on the status endpoint: got %v, want the task failed with it", err)
+	}
+	if strings.Contains(log.String(), "answered 404 (PeerDB before v0.31.0)") {
+		t.Errorf("a proxy's 404 was taken for a release without the status endpoint:\n%s", log)
+	}
+}
+
+// An upgrade: maintenance-start on the release upgraded from, maintenance-end on the current release
+// with the same catalog, which resumes what the old release backed up (recording 11).
+func TestPeerDBEndOnTheCurrentReleaseResumesWhatAnOldReleasePaused(t *testing.T) {
+	for _, from := range []flowapitest.Release{flowapitest.V0_30_0, flowapitest.V0_36_0} {
+		t.Run(string(from), func(t *testing.T) {
+			api := flowapitest.Start(t)
+			api.Do(func(s *flowapitest.Server) {
+				s.Release = from
+				s.Mirrors = []flowapitest.Mirror{{Name: "events_mirror", IsCDC: true, Status: "STATUS_RUNNING"}}
+			})
+			ctx := testCtx(t)
+			env, log := runEnv(t, nil)
+			if err := loadPeerDBOn(t, api, "action: maintenance-start").Run(ctx, env); err != nil {
+				t.Fatalf("maintenance-start on %s: %v\n%s", from, err, log)
+			}
+			api.Do(func(s *flowapitest.Server) { s.Release = flowapitest.Current })
+			env, log = runEnv(t, nil)
+			if err := loadPeerDBOn(t, api, "action: maintenance-end").Run(ctx, env); err != nil {
+				t.Fatalf("maintenance-end on the current release: %v\n%s", err, log)
+			}
+			if !strings.Contains(log.String(), `msg="peerdb maintenance progress source" source="GET /v1/instance/maintenance/status"`) {
+				t.Errorf("the end on the current release is not followed through its status endpoint:\n%s", log)
+			}
+			api.Do(func(s *flowapitest.Server) {
+				if s.ModeEnabled || s.Mirrors[0].Status != "STATUS_RUNNING" {
+					t.Errorf("after the end on the current release: mode %t, mirrors %v; want the mode off and the mirror running", s.ModeEnabled, s.Mirrors)
+				}
+			})
+		})
+	}
+}
+
+// Only a mirror that moves no data is at rest: every FlowStatus on the way to paused or over (and an
+// unknown one) keeps a start waiting, on every release.
+func TestPeerDBTransitionalMirrorStatesAreNotAtRest(t *testing.T) {
+	for _, s := range []string{"STATUS_UNKNOWN", "STATUS_RUNNING", "STATUS_PAUSING", "STATUS_SETUP", "STATUS_SNAPSHOT",
+		"STATUS_TERMINATING", "STATUS_RESYNC", "STATUS_MODIFYING", "STATUS_PAUSED_OR_WHATEVER", "status_paused"} {
+		if got := (mirrorList{{Name: "m", Status: s}}).notPaused(); len(got) != 1 {
+			t.Errorf("a mirror in %s is taken as at rest", s)
+		}
+	}
+	for _, s := range []string{"STATUS_PAUSED", "STATUS_TERMINATED", "STATUS_COMPLETED", "STATUS_FAILED"} {
+		if got := (mirrorList{{Name: "m", Status: s}}).notPaused(); len(got) != 0 {
+			t.Errorf("a mirror in %s is not taken as at rest", s)
+		}
+	}
+}
