@@ -10,7 +10,7 @@ import (
 // replicas, one line per wait, and beside it the cost per waiter-second against its target. The x axes
 // are logarithmic in the replica count.
 func (w *waitResult) svg() string {
-	const width, height, panelW, top, bottom, left = 860, 340, 360, 40, 280, 60
+	const width, height, panelW, top, bottom, left = 920, 340, 360, 40, 280, 60
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n",
 		width, height, width, height)
