@@ -1,14 +1,12 @@
 package redisconn
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"fmt"
-	"net"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/redistest"
 )
 
 const hostileBulk = "$4611686018427387904\r\n" // a bulk string of 2^62 bytes: go-redis panics allocating it
@@ -16,75 +14,17 @@ const hostileBulk = "$4611686018427387904\r\n" // a bulk string of 2^62 bytes: g
 // hostile is a stand-in that answers GET with hostileBulk, and a SUBSCRIBE with its confirmation and
 // then a message whose payload is hostileBulk.
 func hostile(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveHostile(c)
-		}
-	}()
-	return ln.Addr().String()
-}
-
-func serveHostile(c net.Conn) {
-	defer c.Close()
-	r := bufio.NewReader(c)
-	for {
-		name, err := readCommandName(r)
-		if err != nil {
-			return
-		}
-		reply := "+OK\r\n"
-		switch name {
+	return redistest.StartRESP(t, func(args []string) []string {
+		switch args[0] {
 		case "HELLO":
-			reply = "-ERR unknown command 'HELLO'\r\n"
+			return []string{"-ERR unknown command 'HELLO'\r\n"}
 		case "GET":
-			reply = hostileBulk
+			return []string{hostileBulk}
 		case "SUBSCRIBE":
-			reply = "*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n"
+			return []string{"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n", "*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n" + hostileBulk}
 		}
-		if _, err := c.Write([]byte(reply)); err != nil {
-			return
-		}
-		if name == "SUBSCRIBE" {
-			time.Sleep(50 * time.Millisecond)
-			_, _ = c.Write([]byte("*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n" + hostileBulk))
-		}
-	}
-}
-
-// readCommandName reads one RESP array of bulk strings and returns its first element in upper case.
-func readCommandName(r *bufio.Reader) (string, error) {
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	var n int
-	if _, err := fmt.Sscanf(line, "*%d", &n); err != nil || n < 1 {
-		return "", fmt.Errorf("not a command: %q", line)
-	}
-	var name string
-	for i := range n {
-		if _, err := r.ReadString('\n'); err != nil {
-			return "", err
-		}
-		arg, err := r.ReadString('\n')
-		if err != nil {
-			return "", err
-		}
-		if i == 0 {
-			name = strings.ToUpper(strings.TrimSuffix(arg, "\r\n"))
-		}
-	}
-	return name, nil
+		return []string{"+OK\r\n"}
+	})
 }
 
 func TestAReplyGoRedisCannotReadIsAnErrorNotAPanic(t *testing.T) {

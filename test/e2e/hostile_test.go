@@ -1,11 +1,10 @@
 package e2e
 
 import (
-	"bufio"
-	"fmt"
-	"net"
 	"strings"
 	"testing"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/redistest"
 )
 
 // hostileReply is a bulk string of 2^62 bytes: go-redis panics allocating it.
@@ -14,74 +13,19 @@ const hostileReply = "$4611686018427387904\r\n"
 // hostileRedis speaks just enough RESP to get the gate to the command named hostileTo, and answers that
 // one with hostileReply: GET gets nil and scripts get the hostile answer when hostileTo is EVALSHA.
 func hostileRedis(t *testing.T, hostileTo string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveHostile(c, hostileTo)
-		}
-	}()
-	return ln.Addr().String()
-}
-
-func serveHostile(c net.Conn, hostileTo string) {
-	defer c.Close()
-	r := bufio.NewReader(c)
-	for {
-		args, err := readCommand(r)
-		if err != nil {
-			return
-		}
-		name := strings.ToUpper(args[0])
-		var reply string
-		switch {
+	return redistest.StartRESP(t, func(args []string) []string {
+		switch name := args[0]; {
 		case name == hostileTo || (hostileTo == "EVALSHA" && name == "EVAL"):
-			reply = hostileReply
+			return []string{hostileReply}
 		case name == "HELLO":
-			reply = "-ERR unknown command 'HELLO'\r\n"
+			return []string{"-ERR unknown command 'HELLO'\r\n"}
 		case name == "GET":
-			reply = "$-1\r\n"
+			return []string{"$-1\r\n"}
 		case name == "XREVRANGE":
-			reply = "*0\r\n"
-		default:
-			reply = "+OK\r\n"
+			return []string{"*0\r\n"}
 		}
-		if _, err := c.Write([]byte(reply)); err != nil {
-			return
-		}
-	}
-}
-
-// readCommand reads one RESP array of bulk strings.
-func readCommand(r *bufio.Reader) ([]string, error) {
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return nil, err
-	}
-	var n int
-	if _, err := fmt.Sscanf(line, "*%d", &n); err != nil || n < 1 {
-		return []string{strings.TrimSpace(line)}, nil // an inline command
-	}
-	args := make([]string, 0, n)
-	for range n {
-		if _, err := r.ReadString('\n'); err != nil { // $len
-			return nil, err
-		}
-		arg, err := r.ReadString('\n')
-		if err != nil {
-			return nil, err
-		}
-		args = append(args, strings.TrimSuffix(arg, "\r\n"))
-	}
-	return args, nil
+		return []string{"+OK\r\n"}
+	})
 }
 
 // A server answering with a reply go-redis cannot read (a bulk length of 2^62, which panics inside
