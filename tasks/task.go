@@ -5,7 +5,6 @@ package tasks
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -143,15 +142,6 @@ func decodeKind(node *yaml.Node, v any) (errs []error, ok bool) {
 		return []error{err}, true
 	}
 	return nil, true
-}
-
-// problem returns a FieldError's problem, or the error's text.
-func problem(err error) string {
-	var fe *FieldError
-	if errors.As(err, &fe) {
-		return fe.Problem
-	}
-	return err.Error()
 }
 
 // getenv reads the environment through lc.Getenv, or finds nothing when it is not set.
