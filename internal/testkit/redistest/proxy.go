@@ -27,6 +27,7 @@ type Proxy struct {
 	dropping bool
 	lossy    map[net.Conn]struct{}
 	conns    map[net.Conn]struct{}
+	accepted int // connections accepted so far
 	closed   chan struct{}
 	wg       sync.WaitGroup
 }
@@ -47,6 +48,13 @@ func StartProxy(t testing.TB, target string) *Proxy {
 	go p.accept()
 	t.Cleanup(p.Close)
 	return p
+}
+
+// Accepted returns how many connections the proxy has accepted: the connections its one client opened.
+func (p *Proxy) Accepted() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.accepted
 }
 
 // URL returns redis://<proxy address>/0.
@@ -135,6 +143,9 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return
 		}
+		p.mu.Lock()
+		p.accepted++
+		p.mu.Unlock()
 		server, err := net.Dial("tcp", p.target)
 		if err != nil {
 			_ = client.Close()
