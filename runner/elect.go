@@ -34,71 +34,31 @@ func expiryGrace(ttl time.Duration) time.Duration {
 }
 
 // elect is step 5: take the lock, or wait for the holder's notice and try again, until
-// MAINTENANCE_WAIT_TIMEOUT. A waiter reads the lock's TTL and sleeps until it would expire, unless a
-// notice comes first: every way a holder gives the lock up publishes one (recorded, failed, released,
-// lost), and a notice lost on the way costs one expiry, never the wait timeout. Its only other reads
-// are the progress line every 10s, which also serves as a look at the lock.
+// MAINTENANCE_WAIT_TIMEOUT. A replica subscribes to the notices and looks at the lock before it tries
+// it: a lock already held is not tried (an attempt is a script of three commands, a look one), and a
+// notice published after the look is not missed. A waiter reads the lock's TTL and sleeps until it
+// would expire, unless a notice comes first: every way a holder gives the lock up publishes one
+// (recorded, failed, released, lost), and a notice lost on the way costs one expiry, never the wait
+// timeout. Its only other reads are the progress line every 10s, which also serves as a look at the lock.
 func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, recorded string) (Result, error) {
 	waitCtx, cancel := context.WithTimeout(ctx, r.cfg.WaitTimeout)
 	defer cancel()
-	var (
-		sub       *redis.PubSub
-		notices   <-chan *redis.Message
-		again     <-chan struct{}
-		waitStart time.Time
-		lastLog   time.Time
-		lastWarn  time.Time
-	)
+	sub, notices, again := r.subscribe(ctx, waitCtx, log)
 	defer func() {
 		if sub != nil {
 			_ = sub.Close()
 		}
 	}()
+	waitStart := time.Now()
+	lastLog, lastWarn := waitStart, time.Time{}
+	// The re-check of the version and the first look at the lock in one read. Its progress line is
+	// written once a lock is seen held: a replica that finds the lock free takes it without one.
+	l := r.firstLook(waitCtx)
+	logged := l.holder != nil
+	if logged {
+		r.logLook(log, waitStart, l)
+	}
 	for {
-		holder := lock.Holder{Holder: r.cfg.Holder, Pod: r.cfg.Pod, Version: r.cfg.Version, Started: time.Now().UTC()}
-		lk, err := r.locker.Obtain(waitCtx, holder)
-		if err == nil {
-			if sub != nil {
-				_ = sub.Close()
-				sub, notices, again = nil, nil, nil
-			}
-			sess := r.openSession(ctx, log, lk)
-			defer sess.Close()
-			return r.hold(sess, log, start, recorded)
-		}
-		switch perr := permanent("take the lock", err); {
-		case ctx.Err() != nil:
-			return Result{}, context.Cause(ctx)
-		case waitCtx.Err() != nil:
-			return Result{}, r.waitTimeout(ctx, waitStart)
-		case redisconn.IsAuthError(err):
-			return Result{}, fmt.Errorf("%w: %v", ErrAuth, err)
-		case perr != nil:
-			// A read-only or full Redis, a renamed EVAL: no holder will ever appear, do not wait for one.
-			return Result{}, perr
-		case !errors.Is(err, lock.ErrNotObtained) && time.Since(lastWarn) >= waitLogEvery:
-			// Redis restarting or unreachable while we wait: say so now and then, keep trying.
-			lastWarn = time.Now()
-			log.Warn("could not try the lock, will retry", "err", err)
-		}
-		var l look
-		if sub == nil {
-			// Subscribe before the re-check below, so that a notice published in between is not missed.
-			sub, notices, again = r.subscribe(ctx, waitCtx, log)
-			waitStart = time.Now()
-			lastLog = waitStart
-			if errors.Is(err, lock.ErrNotObtained) {
-				// The re-check and the first progress line in one read, which is also the first look at
-				// the lock.
-				l = r.firstLook(waitCtx, log, waitStart)
-			}
-		}
-		if !l.done {
-			if !r.cfg.Force {
-				l.v, l.verr = r.rdb.Get(waitCtx, r.keys.Version).Result()
-			}
-			l.ttl, l.lerr = r.rdb.PTTL(waitCtx, r.keys.Lock).Result()
-		}
 		if v, verr := l.v, l.verr; !r.cfg.Force {
 			switch perr := permanent("read the recorded version", verr); {
 			case verr == nil && version.Equal(v, r.cfg.Version):
@@ -120,29 +80,70 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 				return Result{}, perr
 			}
 		}
+		// At once when the look found no lock; else at its expiry, a notice, or a new subscription.
 		res, done, err := r.waitForLock(waitCtx, log, notices, again, waitStart, &lastLog, recorded, l.ttl, l.lerr)
 		if done {
 			return res, err
 		}
+		if r.beforeObtain != nil {
+			r.beforeObtain()
+			r.beforeObtain = nil
+		}
+		holder := lock.Holder{Holder: r.cfg.Holder, Pod: r.cfg.Pod, Version: r.cfg.Version, Started: time.Now().UTC()}
+		lk, err := r.locker.Obtain(waitCtx, holder)
+		if err == nil {
+			_ = sub.Close()
+			sub = nil
+			sess := r.openSession(ctx, log, lk)
+			defer sess.Close()
+			return r.hold(sess, log, start, recorded)
+		}
+		switch perr := permanent("take the lock", err); {
+		case ctx.Err() != nil:
+			return Result{}, context.Cause(ctx)
+		case waitCtx.Err() != nil:
+			return Result{}, r.waitTimeout(ctx, waitStart)
+		case redisconn.IsAuthError(err):
+			return Result{}, fmt.Errorf("%w: %v", ErrAuth, err)
+		case perr != nil:
+			// A read-only or full Redis, a renamed EVAL: no holder will ever appear, do not wait for one.
+			return Result{}, perr
+		case !errors.Is(err, lock.ErrNotObtained) && time.Since(lastWarn) >= waitLogEvery:
+			// Redis restarting or unreachable while we wait: say so now and then, keep trying.
+			lastWarn = time.Now()
+			log.Warn("could not try the lock, will retry", "err", err)
+		}
+		switch {
+		case errors.Is(err, lock.ErrNotObtained) && !logged:
+			// Another replica took the lock first: the first progress line, with what it holds.
+			l, logged = r.firstLook(waitCtx), true
+			r.logLook(log, waitStart, l)
+		default:
+			l = look{}
+			if !r.cfg.Force {
+				l.v, l.verr = r.rdb.Get(waitCtx, r.keys.Version).Result()
+			}
+			l.ttl, l.lerr = r.rdb.PTTL(waitCtx, r.keys.Lock).Result()
+		}
 	}
 }
 
-// look is what a waiter read before it waits: the recorded version (v, or verr) and the lock's TTL (ttl,
-// -2 for no lock, or lerr). done says the look was made.
+// look is what a replica read before it waits or tries the lock: the recorded version (v, or verr) and
+// the lock's TTL (ttl, -2 for no lock, or lerr). The first look also reads the holder and its task.
 type look struct {
-	v    string
-	verr error
-	ttl  time.Duration
-	lerr error
-	done bool
+	v      string
+	verr   error
+	ttl    time.Duration
+	lerr   error
+	holder *lock.Holder
+	cur    *Current
 }
 
 // firstLook reads the recorded version and the lock in one MGET (both keys share the gate's hash tag),
-// the lock's remaining TTL and the holder's current task, in one round trip, and logs the first progress
-// line. Its ttl is what is left of the lock: a waiter that arrives when a holder that died without a
-// notice has little left takes the lock when it expires, not a whole TTL (or a progress interval) later.
-func (r *Runner) firstLook(ctx context.Context, log *slog.Logger, waitStart time.Time) look {
-	const msg = "another replica holds the lock, waiting"
+// the lock's remaining TTL and the holder's current task, in one round trip. Its ttl is what is left
+// of the lock: a waiter that arrives when a holder that died without a notice has little left takes
+// the lock when it expires, not a whole TTL (or a progress interval) later.
+func (r *Runner) firstLook(ctx context.Context) look {
 	var mget *redis.SliceCmd
 	var cur *redis.StringCmd
 	var pttl *redis.DurationCmd
@@ -154,26 +155,41 @@ func (r *Runner) firstLook(ctx context.Context, log *slog.Logger, waitStart time
 		return nil
 	})
 	if err := mget.Err(); err != nil {
-		log.Warn(msg, "err", err, "waited", time.Since(waitStart).Round(time.Second).String())
-		return look{verr: err, lerr: err, done: true}
+		return look{verr: err, lerr: err}
 	}
 	vals := mget.Val()
-	l := look{ttl: -2, done: true}
+	l := look{ttl: -2}
 	var ok bool
 	if l.v, ok = vals[0].(string); !ok {
 		l.verr = redis.Nil
 	}
 	lv, _ := vals[1].(string)
 	if lv == "" {
-		log.Info(msg, "holder", "", "waited", time.Since(waitStart).Round(time.Second).String())
 		return l
 	}
 	h := lock.ParseValue(lv)
+	l.holder, l.cur = &h, parseCurrent(cur.Val())
 	if l.ttl, l.lerr = pttl.Result(); l.lerr != nil {
 		l.ttl = 0
 	}
-	r.logHolder(log, msg, waitStart, h, l.ttl, parseCurrent(cur.Val()))
 	return l
+}
+
+// logLook writes the first progress line of a wait from a first look.
+func (r *Runner) logLook(log *slog.Logger, waitStart time.Time, l look) {
+	const msg = "another replica holds the lock, waiting"
+	switch {
+	case l.lerr != nil && l.holder == nil:
+		log.Warn(msg, "err", l.lerr, "waited", time.Since(waitStart).Round(time.Second).String())
+	case l.holder == nil:
+		log.Info(msg, "holder", "", "waited", time.Since(waitStart).Round(time.Second).String())
+	default:
+		ttl := l.ttl
+		if l.lerr != nil {
+			ttl = -1
+		}
+		r.logHolder(log, msg, waitStart, *l.holder, ttl, l.cur)
+	}
 }
 
 // subscribe listens for the holders' notices. When the subscription cannot be confirmed, the waiter

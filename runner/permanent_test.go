@@ -92,7 +92,7 @@ func TestAFailedLockAttemptIsNotLoggedAsAnotherHolder(t *testing.T) {
 	r, logs := h.runner([]tasks.Spec{c.task("migrate", nil)})
 	busy := h.srv.Client()
 	defer busy.Close()
-	r.afterFirstRead = func() {
+	r.beforeObtain = func() {
 		go busy.Eval(ctx, "while true do end", nil)
 		redistest.Eventually(t, 10*time.Second, func() bool {
 			return strings.HasPrefix(fmt.Sprint(h.rdb.Ping(ctx).Err()), "BUSY")

@@ -37,8 +37,9 @@ type Runner struct {
 	out    io.Writer
 	pause  func(ctx context.Context, point string)
 
-	// afterFirstRead, when set, runs after the first read of the recorded version (tests only).
-	afterFirstRead func()
+	// afterFirstRead, when set, runs after the first read of the recorded version, and beforeObtain
+	// before the first attempt to take the lock, after the first look at it (tests only).
+	afterFirstRead, beforeObtain func()
 }
 
 // Options are the parts of a Runner that are not configuration.

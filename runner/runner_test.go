@@ -148,8 +148,8 @@ func TestVersionRecordedBeforeTheLockIsTakenIsDoubleChecked(t *testing.T) {
 	h := newHarness(t)
 	var c counter
 	r, logs := h.runner([]tasks.Spec{c.task("migrate", nil)})
-	// Another replica records the version between our first read and our lock attempt.
-	r.afterFirstRead = func() { h.setVersion("1.1.0") }
+	// Another replica records the version between our look at the lock and our attempt to take it.
+	r.beforeObtain = func() { h.setVersion("1.1.0") }
 	res, err := r.Run(context.Background())
 	if err != nil || res.Outcome != "waited" {
 		t.Fatalf("run = %+v, %v", res, err)
@@ -170,8 +170,8 @@ func TestNewerVersionRecordedBeforeTheLockIsTakenSkipsNamingIt(t *testing.T) {
 	h.setVersion("1.0.0")
 	var c counter
 	r, logs := h.runner([]tasks.Spec{c.task("migrate", nil)})
-	// A newer replica records its version between our first read and our lock attempt.
-	r.afterFirstRead = func() { h.setVersion("1.2.0") }
+	// A newer replica records its version between our look at the lock and our attempt to take it.
+	r.beforeObtain = func() { h.setVersion("1.2.0") }
 	res, err := r.Run(context.Background())
 	if err != nil || res.Outcome != "downgrade-skipped" {
 		t.Fatalf("run = %+v, %v", res, err)

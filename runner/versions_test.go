@@ -73,21 +73,32 @@ func TestAlternatingOldAndNewShaVersionsNeverRollTheRecordBack(t *testing.T) {
 	}
 }
 
+// The change is seen by the first look at the lock (after the first read) or by the double check under
+// the lock (after the look, before the attempt): either way a configuration error.
 func TestRecordedVersionChangedToNonSemverBeforeTheLockIsAConfigErrorNotASkip(t *testing.T) {
-	h := newHarness(t)
-	h.setVersion("1.0.0")
-	var c counter
-	r, _ := h.runner([]tasks.Spec{whenSpec(t, &c, "old-only")})
-	r.afterFirstRead = func() { h.setVersion("sha-abc") }
-	_, err := r.Run(context.Background())
-	if !errors.Is(err, ErrConfig) {
-		t.Fatalf("err = %v, want a configuration error", err)
-	}
-	if c.get("old-only") != 0 || h.get(h.keys.Version) != "sha-abc" || len(h.history()) != 0 {
-		t.Errorf("task ran %d times, recorded %q, %d history entries: want nothing run or recorded", c.get("old-only"), h.get(h.keys.Version), len(h.history()))
-	}
-	if h.exists(h.keys.Lock) {
-		t.Error("lock left behind")
+	for _, seenBy := range []string{"first look", "double check"} {
+		t.Run(seenBy, func(t *testing.T) {
+			h := newHarness(t)
+			h.setVersion("1.0.0")
+			var c counter
+			r, _ := h.runner([]tasks.Spec{whenSpec(t, &c, "old-only")})
+			change := func() { h.setVersion("sha-abc") }
+			if seenBy == "first look" {
+				r.afterFirstRead = change
+			} else {
+				r.beforeObtain = change
+			}
+			_, err := r.Run(context.Background())
+			if !errors.Is(err, ErrConfig) {
+				t.Fatalf("err = %v, want a configuration error", err)
+			}
+			if c.get("old-only") != 0 || h.get(h.keys.Version) != "sha-abc" || len(h.history()) != 0 {
+				t.Errorf("task ran %d times, recorded %q, %d history entries: want nothing run or recorded", c.get("old-only"), h.get(h.keys.Version), len(h.history()))
+			}
+			if h.exists(h.keys.Lock) {
+				t.Error("lock left behind")
+			}
+		})
 	}
 }
 
