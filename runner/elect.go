@@ -34,16 +34,22 @@ func expiryGrace(ttl time.Duration) time.Duration {
 }
 
 // elect is step 5: take the lock, or wait for the holder's notice and try again, until
-// MAINTENANCE_WAIT_TIMEOUT. A replica subscribes to the notices and looks at the lock before it tries
-// it: a lock already held is not tried (an attempt is a script of three commands, a look one), and a
-// notice published after the look is not missed. A waiter reads the lock's TTL and sleeps until it
-// would expire, unless a notice comes first: every way a holder gives the lock up publishes one
-// (recorded, failed, released, lost), and a notice lost on the way costs one expiry, never the wait
-// timeout. Its only other reads are the progress line every 10s, which also serves as a look at the lock.
+// MAINTENANCE_WAIT_TIMEOUT. A replica looks at the lock before it tries it: a lock already held is not
+// tried (an attempt is a script of three commands, a look one), and a lock found free is tried at once,
+// without a subscription. A replica that is to wait subscribes to the notices and then reads the
+// version and the lock again, so that a notice published after its look is not missed. A waiter reads
+// the lock's TTL and sleeps until it would expire, unless a notice comes first: every way a holder gives
+// the lock up publishes one (recorded, failed, released, lost), and a notice lost on the way costs one
+// expiry, never the wait timeout. Its only other reads are the progress line every 10s, which also
+// serves as a look at the lock.
 func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, recorded string) (Result, error) {
 	waitCtx, cancel := context.WithTimeout(ctx, r.cfg.WaitTimeout)
 	defer cancel()
-	sub, notices, again := r.subscribe(ctx, waitCtx, log)
+	var (
+		sub     *redis.PubSub
+		notices <-chan *redis.Message
+		again   <-chan struct{}
+	)
 	defer func() {
 		if sub != nil {
 			_ = sub.Close()
@@ -80,6 +86,16 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 				return Result{}, perr
 			}
 		}
+		if sub == nil && (l.lerr != nil || l.ttl != -2) {
+			// About to wait: subscribe, then look again, so that what changed before the subscription
+			// is read and what changes after it is announced.
+			if r.beforeSubscribe != nil {
+				r.beforeSubscribe()
+			}
+			sub, notices, again = r.subscribe(ctx, waitCtx, log)
+			l = r.recheck(waitCtx, l)
+			continue
+		}
 		// At once when the look found no lock; else at its expiry, a notice, or a new subscription.
 		res, done, err := r.waitForLock(waitCtx, log, notices, again, waitStart, &lastLog, recorded, l.ttl, l.lerr)
 		if done {
@@ -92,8 +108,10 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 		holder := lock.Holder{Holder: r.cfg.Holder, Pod: r.cfg.Pod, Version: r.cfg.Version, Started: time.Now().UTC()}
 		lk, err := r.locker.Obtain(waitCtx, holder)
 		if err == nil {
-			_ = sub.Close()
-			sub = nil
+			if sub != nil {
+				_ = sub.Close()
+				sub, notices, again = nil, nil, nil
+			}
 			sess := r.openSession(ctx, log, lk)
 			defer sess.Close()
 			return r.hold(sess, log, start, recorded)
@@ -135,6 +153,7 @@ type look struct {
 	verr   error
 	ttl    time.Duration
 	lerr   error
+	value  string // the lock's value as read, "" for none
 	holder *lock.Holder
 	cur    *Current
 }
@@ -168,8 +187,31 @@ func (r *Runner) firstLook(ctx context.Context) look {
 		return l
 	}
 	h := lock.ParseValue(lv)
-	l.holder, l.cur = &h, parseCurrent(cur.Val())
+	l.value, l.holder, l.cur = lv, &h, parseCurrent(cur.Val())
 	if l.ttl, l.lerr = pttl.Result(); l.lerr != nil {
+		l.ttl = 0
+	}
+	return l
+}
+
+// recheck reads the version and the lock again in one MGET, after the subscription that follows look
+// prev. The same lock keeps the expiry prev read (refreshes only move it later: the waiter looks again
+// then); another lock's TTL is read after a moment; no lock is tried at once.
+func (r *Runner) recheck(ctx context.Context, prev look) look {
+	vals, err := r.rdb.MGet(ctx, r.keys.Version, r.keys.Lock).Result()
+	if err != nil {
+		return look{verr: err, lerr: err}
+	}
+	l := look{ttl: -2}
+	var ok bool
+	if l.v, ok = vals[0].(string); !ok {
+		l.verr = redis.Nil
+	}
+	switch l.value, _ = vals[1].(string); {
+	case l.value == "":
+	case l.value == prev.value && prev.lerr == nil:
+		l.ttl = prev.ttl
+	default:
 		l.ttl = 0
 	}
 	return l

@@ -245,3 +245,43 @@ func TestAWaiterOpensNoWriteConnection(t *testing.T) {
 		t.Errorf("the waiter opened %d connections, want 2 (reads and lock attempts, notices)", opened)
 	}
 }
+
+// TestWhatChangesBetweenTheLookAndTheSubscriptionIsRead: a replica that found the lock held subscribes
+// and then reads the version and the lock again. The change here comes without a notice (it would have
+// been published before the subscription anyway), and the lock's TTL is longer than the wait timeout:
+// only that second read ends the wait.
+func TestWhatChangesBetweenTheLookAndTheSubscriptionIsRead(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		change  func(h *harness)
+		outcome string
+	}{
+		{"the version recorded", func(h *harness) { h.setVersion("1.1.0") }, "waited"},
+		{"the lock released", func(h *harness) {
+			if err := h.rdb.Del(context.Background(), h.keys.Lock).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}, "recorded"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.holdLockExternally(time.Minute)
+			var c counter
+			r, _ := h.runner([]tasks.Spec{c.task("migrate", nil)}, "MAINTENANCE_WAIT_TIMEOUT", "5s")
+			changed := false
+			r.beforeSubscribe = func() {
+				if !changed {
+					changed = true
+					tc.change(h)
+				}
+			}
+			res, err := r.Run(context.Background())
+			if err != nil || res.Outcome != tc.outcome {
+				t.Fatalf("run = %+v, %v; want outcome %s", res, err, tc.outcome)
+			}
+			if !changed {
+				t.Fatal("the replica never subscribed after its look")
+			}
+		})
+	}
+}

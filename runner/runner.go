@@ -37,9 +37,10 @@ type Runner struct {
 	out    io.Writer
 	pause  func(ctx context.Context, point string)
 
-	// afterFirstRead, when set, runs after the first read of the recorded version, and beforeObtain
-	// before the first attempt to take the lock, after the first look at it (tests only).
-	afterFirstRead, beforeObtain func()
+	// Tests only: afterFirstRead runs after the first read of the recorded version, beforeSubscribe
+	// after the first look at the lock when it is held, and beforeObtain before the first attempt to
+	// take the lock.
+	afterFirstRead, beforeSubscribe, beforeObtain func()
 }
 
 // Options are the parts of a Runner that are not configuration.
