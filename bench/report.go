@@ -239,12 +239,16 @@ func (r *report) stormSection(p func(string, ...any)) {
 	p("(`MAINTENANCE_LOCK_TTL=30s`). Total time runs from the first fork to the last exit; the record time is the")
 	p("history entry's `finished` field; a waiter's exit is when the bench's `wait4` returns.")
 	p("")
-	p("| run | all started after | first start to last exit | commands per replica | task runs | non-zero exits | record to holder exit | record to waiter exit: median | max |")
-	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	p("The total is the holder's way to its task (first start to its `task started` line), the task (its `task started`")
+	p("to its `task finished` line: the command under its supervisor), the way from there to the record, and the record")
+	p("to the last exit.")
+	p("")
+	p("| run | all started after | first start to last exit | first start to task start | task | task end to record | commands per replica | task runs | non-zero exits | record to holder exit | record to waiter exit: median | max |")
+	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for i, run := range s.runs {
 		d := sample(run.delays)
-		p("| %d | %s | %s | %.1f | %d | %d | %s | %s | %s |", i+1, fmtMS(ms(run.launch)), fmtMS(ms(run.total)), run.perReplica,
-			run.taskRuns, run.failed, fmtMS(run.holderExit), fmtMS(d.median()), fmtMS(d.max()))
+		p("| %d | %s | %s | %s | %s | %s | %.1f | %d | %d | %s | %s | %s |", i+1, fmtMS(ms(run.launch)), fmtMS(ms(run.total)),
+			fmtMS(run.taskStart), fmtMS(run.taskTime), fmtMS(run.taskEnd), run.perReplica, run.taskRuns, run.failed, fmtMS(run.holderExit), fmtMS(d.median()), fmtMS(d.max()))
 	}
 	p("")
 	d := s.delays()

@@ -19,6 +19,9 @@ type stormRun struct {
 	delays     []float64 // ms from the record to each waiter's exit
 	woken      []float64 // ms from the record to each waiter's log line saying it is done
 	holderExit float64   // ms from the record to the holder's exit
+	taskStart  float64   // ms from the first start to the holder's "task started"
+	taskEnd    float64   // ms from the holder's "task finished" to the record
+	taskTime   float64   // ms from the holder's "task started" to its "task finished"
 }
 
 // stormResult is figure 2.
@@ -152,6 +155,15 @@ func stormOnce(ctx context.Context, b *binaries, srv *redisServer, replicas int,
 		d := ms(p.ended.Sub(recorded))
 		if p.stderr.has("maintenance done, version recorded") {
 			run.holderExit = d
+			if t, ok := p.stderr.logged("task started"); ok {
+				run.taskStart = ms(t.Sub(procs[0].started))
+			}
+			if t, ok := p.stderr.logged("task finished"); ok {
+				run.taskEnd = ms(recorded.Sub(t))
+				if s, ok := p.stderr.logged("task started"); ok {
+					run.taskTime = ms(t.Sub(s))
+				}
+			}
 			continue
 		}
 		run.delays = append(run.delays, d)
