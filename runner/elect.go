@@ -153,7 +153,8 @@ type look struct {
 	verr   error
 	ttl    time.Duration
 	lerr   error
-	value  string // the lock's value as read, "" for none
+	value  string    // the lock's value as read, "" for none
+	at     time.Time // when the look was sent: its ttl counts from then
 	holder *lock.Holder
 	cur    *Current
 }
@@ -167,6 +168,7 @@ func (r *Runner) firstLook(ctx context.Context) look {
 	var cur *redis.StringCmd
 	var pttl *redis.DurationCmd
 	// A missing current task is redis.Nil, which Pipelined returns: each command's own error is read.
+	at := time.Now()
 	_, _ = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		mget = p.MGet(ctx, r.keys.Version, r.keys.Lock)
 		pttl = p.PTTL(ctx, r.keys.Lock)
@@ -177,7 +179,7 @@ func (r *Runner) firstLook(ctx context.Context) look {
 		return look{verr: err, lerr: err}
 	}
 	vals := mget.Val()
-	l := look{ttl: -2}
+	l := look{ttl: -2, at: at}
 	var ok bool
 	if l.v, ok = vals[0].(string); !ok {
 		l.verr = redis.Nil
@@ -195,8 +197,10 @@ func (r *Runner) firstLook(ctx context.Context) look {
 }
 
 // recheck reads the version and the lock again in one MGET, after the subscription that follows look
-// prev. The same lock keeps the expiry prev read (refreshes only move it later: the waiter looks again
-// then); another lock's TTL is read after a moment; no lock is tried at once.
+// prev. The same lock keeps the expiry prev read, counted from when prev was sent: the subscription may
+// have taken long (a stalled network), and the lock's TTL ran down meanwhile (refreshes only move the
+// expiry later: the waiter looks again then). Another lock's TTL is read after a moment; no lock is
+// tried at once.
 func (r *Runner) recheck(ctx context.Context, prev look) look {
 	vals, err := r.rdb.MGet(ctx, r.keys.Version, r.keys.Lock).Result()
 	if err != nil {
@@ -209,8 +213,10 @@ func (r *Runner) recheck(ctx context.Context, prev look) look {
 	}
 	switch l.value, _ = vals[1].(string); {
 	case l.value == "":
+	case l.value == prev.value && prev.lerr == nil && prev.ttl >= 0:
+		l.ttl = max(prev.ttl-time.Since(prev.at), 0)
 	case l.value == prev.value && prev.lerr == nil:
-		l.ttl = prev.ttl
+		l.ttl = prev.ttl // no expiry
 	default:
 		l.ttl = 0
 	}

@@ -262,6 +262,9 @@ func TestWhatChangesBetweenTheLookAndTheSubscriptionIsRead(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "recorded"},
+		// Invariant 4 against the version recorded now, not the one read at start.
+		{"a newer version recorded", func(h *harness) { h.setVersion("1.2.0") }, "downgrade-skipped"},
+		{"Redis restarted empty", func(h *harness) { h.srv.RestartEmpty() }, "recorded"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
@@ -283,5 +286,32 @@ func TestWhatChangesBetweenTheLookAndTheSubscriptionIsRead(t *testing.T) {
 				t.Fatal("the replica never subscribed after its look")
 			}
 		})
+	}
+}
+
+// TestAWaiterWhoseSubscriptionWasSlowStillTakesAnExpiredLockInTime: a holder died without a notice, its
+// lock has 3s left at the waiter's look, and the network stalls for 2s while the waiter subscribes.
+// The lock expires 3s after the look whatever the stall, and the waiter must take it then, within its
+// 4.5s wait timeout: the TTL its look read counts from the look, not from the end of the subscription.
+func TestAWaiterWhoseSubscriptionWasSlowStillTakesAnExpiredLockInTime(t *testing.T) {
+	h := newHarness(t)
+	proxy := redistest.StartProxy(t, h.srv.Addr)
+	var c counter
+	r, _ := h.runner([]tasks.Spec{c.task("migrate", nil)}, "REDIS_URL", proxy.URL(), "MAINTENANCE_WAIT_TIMEOUT", "4500ms")
+	h.holdLockExternally(3 * time.Second)
+	stalled := false
+	r.beforeSubscribe = func() {
+		if !stalled {
+			stalled = true
+			proxy.Stall()
+			time.AfterFunc(2*time.Second, proxy.Resume)
+		}
+	}
+	out := wait(t, start(context.Background(), r))
+	if !stalled {
+		t.Fatal("the waiter never subscribed after its look")
+	}
+	if out.err != nil || out.res.Outcome != "recorded" || c.get("migrate") != 1 {
+		t.Fatalf("run = %+v, %v, task ran %d times; want the dead holder's lock taken when it expired", out.res, out.err, c.get("migrate"))
 	}
 }
