@@ -33,20 +33,6 @@ func (r *takeoverResult) records() (s sample) {
 	return s
 }
 
-func (r *takeoverResult) exits() (s sample) {
-	for _, run := range r.runs {
-		s = append(s, ms(run.exit))
-	}
-	return s
-}
-
-func (r *takeoverResult) ttlsLeft() (s sample) {
-	for _, run := range r.runs {
-		s = append(s, ms(run.ttlLeft))
-	}
-	return s
-}
-
 // benchTakeover starts a holder that stops at the crash point "before-tasks" (it holds the lock and
 // its keeper refreshes it), starts a waiter, SIGKILLs the holder once the waiter waits, and times the
 // waiter's record.
