@@ -371,8 +371,15 @@ func (r *report) notMet() []string {
 			strings.Join(top, ", "), f.gateFlt.median(), f.floorFlt.median()))
 	}
 	if s := r.storm; s.totals().median() > ms(r.stormTarget()) {
-		n = append(n, fmt.Sprintf("Startup storm: %s from the first start to the last exit, over task time plus %s; starting the %d processes alone took %s (median) on %d cores.",
-			fmtMS(s.totals().median()), targetStormSlack, s.replicas, fmtMS(s.launches().median()), r.machine.cores))
+		n = append(n, fmt.Sprintf("Startup storm: %s from the first start to the last exit, over task time plus %s; starting the %d processes alone took %s (median) on %d cores. "+
+			"Of the time beyond the task (medians): %s until the holder started its task, %s of the task's %s spent starting and ending the command under its supervisor, "+
+			"%s from its end to the record and %s from the record to the last exit: %d processes sharing %d cores at start and at the wake-up.",
+			fmtMS(s.totals().median()), targetStormSlack, s.replicas, fmtMS(s.launches().median()), r.machine.cores,
+			fmtMS(s.field(func(x stormRun) float64 { return x.taskStart }).median()),
+			fmtMS(s.field(func(x stormRun) float64 { return x.taskTime }).median()-ms(s.task)), fmtMS(s.field(func(x stormRun) float64 { return x.taskTime }).median()),
+			fmtMS(s.field(func(x stormRun) float64 { return x.taskEnd }).median()),
+			fmtMS(s.field(func(x stormRun) float64 { return ms(x.total) - x.taskStart - x.taskTime - x.taskEnd }).median()),
+			s.replicas, r.machine.cores))
 	}
 	if s := r.storm; s.perReplica().median() > targetCmdsReplica {
 		n = append(n, fmt.Sprintf("Startup storm: %.1f Redis commands per replica, over %.0f; section 2 breaks them down by command.", s.perReplica().median(), targetCmdsReplica))

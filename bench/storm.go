@@ -52,6 +52,14 @@ func (r *stormResult) launches() (s sample) {
 	return s
 }
 
+// field is one figure of every run.
+func (r *stormResult) field(f func(stormRun) float64) (s sample) {
+	for _, run := range r.runs {
+		s = append(s, f(run))
+	}
+	return s
+}
+
 // delays pools the record-to-exit delays of every waiter of every run.
 func (r *stormResult) delays() (s sample) {
 	for _, run := range r.runs {

@@ -211,37 +211,27 @@ func TestWaiterLooksAtAHeldLockWithoutTryingIt(t *testing.T) {
 
 // TestAWaiterOpensNoWriteConnection: a waiter reads, tries the lock and listens on two connections;
 // the third (the holder's writes, never retried) is opened only by the holder. Each connection costs
-// Redis a HELLO, paid by every replica of a startup storm.
+// Redis a HELLO, paid by every replica of a startup storm. The waiter here does try the lock: another
+// replica's lock expires, and just before the waiter's attempt a third replica takes it and records.
 func TestAWaiterOpensNoWriteConnection(t *testing.T) {
 	h := newHarness(t)
-	release := make(chan struct{})
-	holder, _ := h.runner([]tasks.Spec{spec("hold", func(ctx context.Context, _ tasks.Env) error {
-		select {
-		case <-release:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})}, "MAINTENANCE_HOLDER", "pod-a")
-	hd := start(context.Background(), holder)
-	redistest.Eventually(t, 10*time.Second, func() bool { return strings.Contains(h.get(h.keys.Lock), "pod-a") },
-		"the holder never took the lock")
+	h.holdLockExternally(time.Second)
 	// The waiter reaches Redis through a proxy of its own, which counts what it opens and nothing else.
 	proxy := redistest.StartProxy(t, h.srv.Addr)
-	waiter, logs := h.runner(nil, "MAINTENANCE_HOLDER", "pod-b", "REDIS_URL", proxy.URL())
-	wd := start(context.Background(), waiter)
-	redistest.Eventually(t, 10*time.Second, func() bool {
-		return strings.Contains(logs.String(), "another replica holds the lock, waiting")
-	}, "waiter did not log its wait")
-	close(release)
-	if out := wait(t, hd); out.err != nil {
-		t.Fatal(out.err)
+	waiter, _ := h.runner(nil, "MAINTENANCE_HOLDER", "pod-b", "REDIS_URL", proxy.URL())
+	tried := false
+	waiter.beforeObtain = func() {
+		tried = true
+		h.holdLockExternally(time.Minute)
+		h.setVersion("1.1.0")
 	}
-	if out := wait(t, wd); out.err != nil || out.res.Outcome != "waited" {
+	if out := wait(t, start(context.Background(), waiter)); out.err != nil || out.res.Outcome != "waited" {
 		t.Fatalf("waiter = %+v, %v", out.res, out.err)
 	}
-	opened := proxy.Accepted()
-	if opened > 2 {
+	if !tried {
+		t.Fatal("the waiter never tried the lock")
+	}
+	if opened := proxy.Accepted(); opened > 2 {
 		t.Errorf("the waiter opened %d connections, want 2 (reads and lock attempts, notices)", opened)
 	}
 }
