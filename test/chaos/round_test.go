@@ -150,16 +150,8 @@ func (rr *roundRun) restartWhenExited(i int, p *replica, after time.Duration) {
 // holder returns the slot whose replica runs a task now (from the task log), else the one the lock
 // names, else -1.
 func (rr *roundRun) holder() int {
-	runs, _ := readRuns(rr.log)
-	for j := len(runs) - 1; j >= 0; j-- {
-		if runs[j].ended {
-			continue
-		}
-		for i, p := range rr.slots {
-			if p.name == runs[j].replica && !p.exited() {
-				return i
-			}
-		}
+	if i, _ := rr.running(); i >= 0 {
+		return i
 	}
 	v, err := rr.h.direct.Get(ctxTimeout(300*time.Millisecond), gate.Lock).Result()
 	if err == nil {
