@@ -247,7 +247,7 @@ func (r *Runner) logLook(log *slog.Logger, waitStart time.Time, l look) {
 // read, up to a whole TTL later.
 func (r *Runner) subscribe(ctx, waitCtx context.Context, log *slog.Logger) (*redis.PubSub, <-chan *redis.Message, <-chan struct{}) {
 	sub := r.rdb.Subscribe(waitCtx, r.keys.Events)
-	if _, err := sub.Receive(waitCtx); err != nil && ctx.Err() == nil && waitCtx.Err() == nil {
+	if err := redisconn.Confirm(waitCtx, sub); err != nil && ctx.Err() == nil && waitCtx.Err() == nil {
 		log.Warn("could not subscribe to completion notices, polling only", "err", err)
 	}
 	again := make(chan struct{}, 1)

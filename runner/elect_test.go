@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/redistest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
 )
@@ -303,5 +304,62 @@ func TestAWaiterWhoseSubscriptionWasSlowStillTakesAnExpiredLockInTime(t *testing
 	}
 	if out.err != nil || out.res.Outcome != "recorded" || c.get("migrate") != 1 {
 		t.Fatalf("run = %+v, %v, task ran %d times; want the dead holder's lock taken when it expired", out.res, out.err, c.get("migrate"))
+	}
+}
+
+// A connection that takes the SUBSCRIBE and never answers (half open) must not hold the waiter until
+// its wait timeout: the confirmation is waited for redisconn.SubscribeWait at most, and the lock of a
+// holder that died meanwhile is taken when it expires.
+func TestAWaiterWhoseSubscriptionNeverAnswersStillTakesAnExpiredLock(t *testing.T) {
+	h := newHarness(t)
+	proxy := redistest.StartProxy(t, h.srv.Addr)
+	proxy.DeafAfter("SUBSCRIBE")
+	var c counter
+	r, _ := h.runner([]tasks.Spec{c.task("migrate", nil)}, "REDIS_URL", proxy.URL(), "MAINTENANCE_WAIT_TIMEOUT", "25s")
+	h.holdLockExternally(2 * time.Second) // its holder is dead: nobody releases it or says so
+	out := wait(t, start(context.Background(), r))
+	if proxy.Deaf() == 0 {
+		t.Fatal("the waiter never subscribed: the fault was not injected")
+	}
+	if out.err != nil || out.res.Outcome != "recorded" || c.get("migrate") != 1 {
+		t.Fatalf("run = %+v, %v, task ran %d times; want the dead holder's lock taken after it expired, not the wait timeout", out.res, out.err, c.get("migrate"))
+	}
+}
+
+// The holder listens for unlock --force's notice on a connection of its own. When that connection never
+// confirms the subscription, the holder must go on with its tasks (the stop request is also read from
+// its key) rather than sit on a lock its keeper keeps refreshing, deaf to signals.
+func TestAHolderWhoseStopListenerNeverAnswersStillRunsItsTasks(t *testing.T) {
+	h := newHarness(t)
+	proxy := redistest.StartProxy(t, h.srv.Addr)
+	proxy.DeafAfter("PSUBSCRIBE")
+	var c counter
+	r, _ := h.runner([]tasks.Spec{c.task("migrate", nil)}, "REDIS_URL", proxy.URL())
+	out := wait(t, start(context.Background(), r))
+	if proxy.Deaf() == 0 {
+		t.Fatal("the holder never subscribed to stop notices: the fault was not injected")
+	}
+	if out.err != nil || out.res.Outcome != "recorded" || c.get("migrate") != 1 {
+		t.Fatalf("run = %+v, %v, task ran %d times; want the tasks run and the version recorded", out.res, out.err, c.get("migrate"))
+	}
+
+	// Interrupted while it waits for that confirmation, it stops within the bound, lock released.
+	r2, _ := h.runner([]tasks.Spec{c.task("migrate", nil)}, "REDIS_URL", proxy.URL(), "PEERDB_DEPLOYMENT_VERSION", "9.9.9")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	before := proxy.Deaf()
+	ch := start(ctx, r2)
+	redistest.Eventually(t, 10*time.Second, func() bool { return proxy.Deaf() > before }, "the second holder never subscribed")
+	cancel()
+	select {
+	case out := <-ch:
+		if out.err == nil || c.get("migrate") != 1 {
+			t.Fatalf("run = %+v, %v, task ran %d times; want it interrupted before its task", out.res, out.err, c.get("migrate"))
+		}
+	case <-time.After(redisconn.SubscribeWait + 10*time.Second):
+		t.Fatal("the holder did not stop when interrupted while subscribing")
+	}
+	if n, _ := h.rdb.Exists(context.Background(), h.keys.Lock).Result(); n != 0 {
+		t.Fatal("the interrupted holder left its lock behind")
 	}
 }

@@ -83,7 +83,7 @@ func (r *Runner) Unlock(ctx context.Context, force bool) (UnlockResult, error) {
 	if force {
 		sub := r.rdb.PSubscribe(ctx, globEscape(r.keys.Events))
 		defer sub.Close()
-		if _, err := sub.Receive(ctx); err == nil {
+		if err := redisconn.Confirm(ctx, sub); err == nil {
 			acks = redisconn.Messages(sub, nil)
 		}
 		// The request in the stop key first (read by the holder every keeper interval), then the notice.
@@ -190,7 +190,7 @@ func (r *Runner) listenForStop(ctx context.Context, log *slog.Logger, lk *lock.L
 	}
 	// By pattern (the channel's exact name, escaped), so that PUBSUB NUMSUB still counts the waiters only.
 	sub := r.rdb.PSubscribe(ctx, globEscape(r.keys.Events))
-	if _, err := sub.Receive(ctx); err != nil && ctx.Err() == nil {
+	if err := redisconn.Confirm(ctx, sub); err != nil && ctx.Err() == nil {
 		log.Warn("could not listen for unlock --force's notice: its stop request is read every keeper interval instead", "err", err)
 	}
 	go func() {

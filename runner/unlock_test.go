@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/redistest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
 	"github.com/peerdb-maintenance/peerdb-maintenance/tasks"
@@ -221,5 +222,42 @@ func TestUnlockForceStopsAHolderThatCannotHearTheNotice(t *testing.T) {
 	}
 	if h.exists(h.keys.Version) || len(h.history()) != 0 {
 		t.Error("a stopped holder recorded")
+	}
+}
+
+// unlock --force listens for the holder's answer on a connection of its own; when that connection takes
+// the PSUBSCRIBE and never answers, it must still stop the holder (the answer is also in the stop key)
+// rather than hang.
+func TestUnlockForceWhoseListenerNeverAnswersStillStopsTheHolder(t *testing.T) {
+	h := newHarness(t)
+	dir := t.TempDir()
+	r, logs := h.runner([]tasks.Spec{stubbornTask(t, dir, time.Minute)})
+	done := start(context.Background(), r)
+	waitStarted(t, dir)
+	proxy := redistest.StartProxy(t, h.srv.Addr)
+	proxy.DeafAfter("PSUBSCRIBE")
+	u, _ := h.runner(nil, "REDIS_URL", proxy.URL())
+	type unlocked struct {
+		res UnlockResult
+		err error
+	}
+	ch := make(chan unlocked, 1)
+	go func() {
+		res, err := u.Unlock(context.Background(), true)
+		ch <- unlocked{res, err}
+	}()
+	select {
+	case got := <-ch:
+		if proxy.Deaf() == 0 {
+			t.Fatal("unlock never subscribed: the fault was not injected")
+		}
+		if got.err != nil || !got.res.Stopped {
+			t.Fatalf("unlock --force = %+v, %v; want the holder stopped\n%s", got.res, got.err, logs)
+		}
+	case <-time.After(redisconn.SubscribeWait + 25*time.Second):
+		t.Fatal("unlock --force hung on a subscription that never answered")
+	}
+	if out := wait(t, done); !errors.Is(out.err, lock.ErrLost) {
+		t.Fatalf("stopped holder: %v, want lock lost (exit 4)", out.err)
 	}
 }

@@ -1,8 +1,10 @@
 package redistest
 
 import (
+	"bytes"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -26,6 +28,9 @@ type Proxy struct {
 	// dropping: replies are discarded (DropReplies); lossy: client connections that lost one.
 	dropping bool
 	lossy    map[net.Conn]struct{}
+	// deafWord: a command (as RESP sends its name) after which a connection gets no reply (DeafAfter).
+	deafWord []byte
+	deaf     map[net.Conn]struct{}
 	conns    map[net.Conn]struct{}
 	accepted int // connections accepted so far
 	closed   chan struct{}
@@ -41,7 +46,7 @@ func StartProxy(t testing.TB, target string) *Proxy {
 		t.Fatalf("proxy: listen: %v", err)
 	}
 	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, flowing: make(chan struct{}), replies: make(chan struct{}),
-		conns: map[net.Conn]struct{}{}, lossy: map[net.Conn]struct{}{}, closed: make(chan struct{})}
+		conns: map[net.Conn]struct{}{}, lossy: map[net.Conn]struct{}{}, deaf: map[net.Conn]struct{}{}, closed: make(chan struct{})}
 	close(p.flowing)
 	close(p.replies)
 	p.wg.Add(1)
@@ -108,6 +113,32 @@ func (p *Proxy) DropReplies() {
 	p.dropping = true
 }
 
+// DeafAfter makes every connection that sends the command (by name: "SUBSCRIBE" is not "PSUBSCRIBE")
+// go silent from then on: the command and those after it reach the server, no reply comes back, and
+// the connection stays open. The other connections work: one half-open connection, as a NAT or a
+// proxy that lost its state leaves behind.
+func (p *Proxy) DeafAfter(command string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.deafWord = []byte(fmt.Sprintf("$%d\r\n%s\r\n", len(command), strings.ToUpper(command)))
+}
+
+// Deaf returns how many connections went silent after DeafAfter's command.
+func (p *Proxy) Deaf() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.deaf)
+}
+
+// sent notes a chunk the client sent, before it is forwarded.
+func (p *Proxy) sent(client net.Conn, chunk []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.deafWord != nil && bytes.Contains(bytes.ToUpper(chunk), p.deafWord) {
+		p.deaf[client] = struct{}{}
+	}
+}
+
 // drop reports whether a reply for client must be discarded, and remembers that client lost one.
 func (p *Proxy) drop(client net.Conn) bool {
 	p.mu.Lock()
@@ -115,7 +146,8 @@ func (p *Proxy) drop(client net.Conn) bool {
 	if p.dropping {
 		p.lossy[client] = struct{}{}
 	}
-	return p.dropping
+	_, deaf := p.deaf[client]
+	return p.dropping || deaf
 }
 
 // Close stops listening and closes every connection. Closing twice does nothing.
@@ -197,6 +229,9 @@ func (p *Proxy) pipe(dst, src net.Conn, replies bool) {
 		n, err := src.Read(buf)
 		if !p.waitFlowing(replies) {
 			return
+		}
+		if n > 0 && !replies {
+			p.sent(src, buf[:n])
 		}
 		if n > 0 && !(replies && p.drop(dst)) {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
