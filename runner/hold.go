@@ -258,9 +258,11 @@ func (r *Runner) resume(ctx context.Context, log *slog.Logger, lk *lock.Lock, to
 	if p == nil || !version.Equal(p.Version, r.cfg.Version) || r.cfg.Force {
 		return map[string]bool{}, r.progress(ctx, lk, true, "version", r.cfg.Version, "fencing_token", tok)
 	}
-	done := map[string]bool{}
+	done := map[string]bool{} // the tasks done in an earlier attempt, and only those
 	for _, s := range r.specs {
-		done[s.Name] = p.IsDone(s.Name, s.Digest)
+		if p.IsDone(s.Name, s.Digest) {
+			done[s.Name] = true
+		}
 	}
 	for _, c := range p.changed(r.specs) {
 		log.Info("task done in an earlier attempt under another definition: it changed, and runs again",

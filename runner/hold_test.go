@@ -142,6 +142,10 @@ func TestRetryResumesAfterTheLastFinishedTask(t *testing.T) {
 	if !strings.Contains(logs.String(), "task already done in an earlier attempt") {
 		t.Error("resume not logged")
 	}
+	// One of three tasks was done: "resumed" counts it alone, not every task progress has a line for.
+	if !strings.Contains(logs.String(), `"tasks":3,"resumed":1}`) {
+		t.Errorf("lock taken line does not say one task resumed:\n%s", logs)
+	}
 	if h.exists(h.keys.Progress) {
 		t.Error("progress not cleared by the record")
 	}
