@@ -94,6 +94,8 @@ func (r *report) rows() []row {
 			fmt.Sprintf("%.2f", pairs.min()), fmt.Sprintf("%.2f", pairs.max()), fmt.Sprintf("≤ %.2f", targetFastRatio), yes(f.ratio() <= targetFastRatio)},
 		{fmt.Sprintf("storm: first start to last exit, %d replicas, task %s (%d runs)", s.replicas, s.task, len(s.runs)),
 			fmtMS(totals.median()), fmtMS(totals.min()), fmtMS(totals.max()), "≤ " + fmtMS(ms(r.stormTarget())), metBy(totals, ms(r.stormTarget()))},
+		{fmt.Sprintf("storm: floor program, same storm, run after each of the gate's (section 2; %d runs)", len(s.floor)),
+			fmtMS(s.floor.median()), fmtMS(s.floor.min()), fmtMS(s.floor.max()), "", ""},
 		{"storm: Redis commands per replica", fmt.Sprintf("%.1f", cmds.median()), fmt.Sprintf("%.1f", cmds.min()), fmt.Sprintf("%.1f", cmds.max()),
 			fmt.Sprintf("≤ %.0f", targetCmdsReplica), metBy(cmds, targetCmdsReplica)},
 		waitRow,
@@ -261,6 +263,20 @@ func (r *report) stormSection(p func(string, ...any)) {
 		fmtMS(w.min()), fmtMS(w.quantile(0.5)), fmtMS(w.quantile(0.9)), fmtMS(w.max()))
 	p("the exit is %d processes and the bench itself sharing %d cores at the same moment.", s.replicas, r.machine.cores)
 	p("")
+	p("After each storm of the gate, the bench runs the same storm of the floor program ([bench/floor](bench/floor/main.go)):")
+	p("%d processes started the same way, the same task, and the least protocol that runs it once and wakes the others.", s.replicas)
+	p("The replica whose `SET NX` takes a lock key runs `sleep %s` under `os/exec`, then sets the version and publishes", strings.TrimSuffix(s.task.String(), "s"))
+	p("it; every other replica subscribes, reads the version once and exits on the notice. It has none of the gate's")
+	p("safeguards (supervisor, lock refresh, fencing, progress, history): it is what such a storm costs on this machine.")
+	p("")
+	p("| run | gate: first start to last exit | floor program: first start to last exit | gate − floor |")
+	p("|---:|---:|---:|---:|")
+	for i, run := range s.runs {
+		if i < len(s.floor) {
+			p("| %d | %s | %s | %s |", i+1, fmtMS(ms(run.total)), fmtMS(s.floor[i]), fmtMS(ms(run.total)-s.floor[i]))
+		}
+	}
+	p("")
 	p("Commands per replica, by command (mean over all runs). Redis counts the commands a Lua script runs as well:")
 	p("each EVALSHA of redislock's obtain script adds a SET and, when the lock is taken, a GETRANGE; the holder's")
 	p("fenced writes (progress, record, refresh, release) are scripts too.")
@@ -373,13 +389,14 @@ func (r *report) notMet() []string {
 	if s := r.storm; s.totals().median() > ms(r.stormTarget()) {
 		n = append(n, fmt.Sprintf("Startup storm: %s from the first start to the last exit, over task time plus %s; starting the %d processes alone took %s (median) on %d cores. "+
 			"Of the time beyond the task (medians): %s until the holder started its task, %s of the task's %s spent starting and ending the command under its supervisor, "+
-			"%s from its end to the record and %s from the record to the last exit: %d processes sharing %d cores at start and at the wake-up.",
+			"%s from its end to the record and %s from the record to the last exit: %d processes sharing %d cores at start and at the wake-up. "+
+			"The floor program's storm, run the same way, took %s (median): %s of it beyond the task with no safeguard at all.",
 			fmtMS(s.totals().median()), targetStormSlack, s.replicas, fmtMS(s.launches().median()), r.machine.cores,
 			fmtMS(s.field(func(x stormRun) float64 { return x.taskStart }).median()),
 			fmtMS(s.field(func(x stormRun) float64 { return x.taskTime }).median()-ms(s.task)), fmtMS(s.field(func(x stormRun) float64 { return x.taskTime }).median()),
 			fmtMS(s.field(func(x stormRun) float64 { return x.taskEnd }).median()),
 			fmtMS(s.field(func(x stormRun) float64 { return ms(x.total) - x.taskStart - x.taskTime - x.taskEnd }).median()),
-			s.replicas, r.machine.cores))
+			s.replicas, r.machine.cores, fmtMS(s.floor.median()), fmtMS(s.floor.median()-ms(s.task))))
 	}
 	if s := r.storm; s.perReplica().median() > targetCmdsReplica {
 		n = append(n, fmt.Sprintf("Startup storm: %.1f Redis commands per replica, over %.0f; section 2 breaks them down by command.", s.perReplica().median(), targetCmdsReplica))

@@ -29,6 +29,7 @@ type stormResult struct {
 	replicas int
 	task     time.Duration
 	runs     []stormRun
+	floor    sample // ms, first start to last exit of the floor program's storm, one per run
 }
 
 func (r *stormResult) totals() (s sample) {
@@ -88,7 +89,8 @@ func (r *stormResult) commandsPerReplica() map[string]float64 {
 }
 
 // benchStorm starts replicas of version 2.0.0 at once against a Redis that recorded 1.0.0, each with
-// the task "sleep <task>", and waits for all of them.
+// the task "sleep <task>", and waits for all of them; after each storm of the gate, the same storm of the
+// floor program (bench/floor), so that the two are measured side by side.
 func benchStorm(ctx context.Context, b *binaries, srv *redisServer, replicas, runs int, task time.Duration) (*stormResult, error) {
 	res := &stormResult{replicas: replicas, task: task}
 	for i := range runs {
@@ -100,8 +102,48 @@ func benchStorm(ctx context.Context, b *binaries, srv *redisServer, replicas, ru
 			return nil, fmt.Errorf("storm %d: %w", i+1, err)
 		}
 		res.runs = append(res.runs, *run)
+		total, err := floorStormOnce(ctx, b, srv, replicas, task)
+		if err != nil {
+			return nil, fmt.Errorf("floor storm %d: %w", i+1, err)
+		}
+		res.floor = append(res.floor, ms(total))
 	}
 	return res, nil
+}
+
+// floorStormOnce is the storm of the floor program: as many replicas started the same way, the same
+// task, the least protocol that runs it once and wakes the others (see bench/floor).
+func floorStormOnce(ctx context.Context, b *binaries, srv *redisServer, replicas int, task time.Duration) (time.Duration, error) {
+	if err := srv.client.FlushAll(ctx).Err(); err != nil {
+		return 0, err
+	}
+	secs := strconv.FormatFloat(task.Seconds(), 'f', -1, 64)
+	procs := make([]*proc, 0, replicas)
+	defer func() {
+		for _, p := range procs {
+			p.kill()
+		}
+	}()
+	for range replicas {
+		p, err := startProc(b.floor, []string{"PEERDB_DEPLOYMENT_VERSION=2.0.0", "REDIS_URL=" + srv.url(),
+			"FLOOR_KEY=" + gateKeys.Version, "FLOOR_STORM_TASK=" + secs})
+		if err != nil {
+			return 0, err
+		}
+		procs = append(procs, p)
+	}
+	deadline := time.Now().Add(task + 60*time.Second)
+	var last time.Time
+	for i, p := range procs {
+		if err := p.wait(ctx, time.Until(deadline)); err != nil {
+			return 0, err
+		}
+		if p.code != 0 {
+			return 0, fmt.Errorf("floor replica %d exited %d: %s", i, p.code, p.stderr.String())
+		}
+		last = later(last, p.ended)
+	}
+	return last.Sub(procs[0].started), nil
 }
 
 func stormOnce(ctx context.Context, b *binaries, srv *redisServer, replicas int, task time.Duration) (*stormRun, error) {
