@@ -62,6 +62,9 @@ func permanent(what string, err error) error {
 		if redisconn.IsRedirect(err) {
 			return fmt.Errorf("%w: %s: %v (a Redis Cluster node: set REDIS_MODE=cluster)", ErrRedisRefused, what, err)
 		}
+		if redisconn.IsNotACluster(err) {
+			return fmt.Errorf("%w: %s: %v (not a Redis Cluster: leave REDIS_MODE unset, or set it to sentinel behind Sentinel)", ErrRedisRefused, what, err)
+		}
 		return fmt.Errorf("%w: %s: %v", ErrRedisRefused, what, err)
 	}
 	return nil

@@ -26,6 +26,7 @@ func TestClassifyNamesPermanentRedisErrors(t *testing.T) {
 		{serverError("WRONGTYPE Operation against a key holding the wrong kind of value"), Refused},
 		{serverError("MOVED 3999 127.0.0.1:7001"), Refused},
 		{serverError("ASK 3999 127.0.0.1:7001"), Refused},
+		{serverError("ERR This instance has cluster support disabled"), Refused},
 		{serverError("ERR unknown command 'evalsha', with args beginning with: "), Refused},
 		{serverError("NOPERM this user has no permissions to run the 'set' command"), Refused},
 		{fmt.Errorf("lock: obtain: %w", serverError("READONLY You can't write")), Unwritable},

@@ -374,7 +374,8 @@ const (
 	Unwritable
 	// Refused: a command refused whatever the state of Redis: a key of the wrong type (WRONGTYPE), an
 	// unknown, renamed or disabled command, a permission missing (NOPERM), a Redis Cluster node
-	// redirecting a client that is not in cluster mode (MOVED, ASK: see IsRedirect).
+	// redirecting a client that is not in cluster mode (MOVED, ASK: see IsRedirect), or a Redis without
+	// cluster support asked by a client in cluster mode (IsNotACluster).
 	Refused
 )
 
@@ -391,7 +392,7 @@ func Classify(err error) Refusal {
 			return Unwritable
 		}
 	}
-	if IsRedirect(err) {
+	if IsRedirect(err) || IsNotACluster(err) {
 		return Refused
 	}
 	for _, p := range []string{"WRONGTYPE ", "NOPERM ", "ERR unknown command", "ERR unknown subcommand", "ERR Unknown command"} {
@@ -410,6 +411,16 @@ func IsRedirect(err error) bool {
 		return false
 	}
 	return strings.HasPrefix(rerr.Error(), "MOVED ") || strings.HasPrefix(rerr.Error(), "ASK ")
+}
+
+// IsNotACluster reports whether err is a Redis without cluster support answering the cluster commands
+// a client in cluster mode (REDIS_MODE=cluster) starts with: asking again cannot help.
+func IsNotACluster(err error) bool {
+	var rerr redis.Error
+	if err == nil || !errors.As(err, &rerr) {
+		return false
+	}
+	return strings.HasPrefix(rerr.Error(), "ERR This instance has cluster support disabled")
 }
 
 // IsCertificateError reports whether err is our side refusing the server's TLS certificate: signed by

@@ -165,3 +165,17 @@ func truncate(s string) string {
 	}
 	return s
 }
+
+// REDIS_MODE=cluster against a Redis without cluster support is a configuration mistake, not an
+// unreachable Redis: exit 2 at once, naming the variable, rather than exit 3 after the connect timeout.
+func TestClusterModeAgainstAStandaloneRedisExits2NamingREDIS_MODE(t *testing.T) {
+	srv := redistest.Start(t)
+	r := runGate(t, map[string]string{"PEERDB_DEPLOYMENT_VERSION": "2.0.0", "REDIS_URL": srv.URL(), "REDIS_MODE": "cluster",
+		"MAINTENANCE_CONNECT_TIMEOUT": "20s"})
+	if r.code != 2 || !strings.Contains(r.stderr, "REDIS_MODE") {
+		t.Fatalf("exit %d, want 2 naming REDIS_MODE:\n%s", r.code, r.stderr)
+	}
+	if getKey(t, srv, gateKeys.Lock) != "" || getKey(t, srv, gateKeys.Version) != "" {
+		t.Error("a refused run left a lock or recorded")
+	}
+}
