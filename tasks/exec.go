@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -54,6 +57,24 @@ func decodeExec(node *yaml.Node, _ LoadContext) (Task, error) {
 	var errs []error
 	if len(f.Command) == 0 || f.Command[0] == "" {
 		errs = append(errs, Fieldf("command", "required: a list whose first item is the program"))
+	}
+	// What the kernel cannot take would fail only at the start, under the lock, as the task's failure
+	// (history, cooldown); a name with "=" would silently set another variable.
+	for i, a := range f.Command {
+		if strings.ContainsRune(a, 0) {
+			errs = append(errs, Fieldf("command", "item %d holds a NUL character, which no program argument can", i+1))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(f.Env)) {
+		switch {
+		case k == "" || strings.ContainsAny(k, "=\x00"):
+			errs = append(errs, Fieldf("env", "name %q: a variable name must be non-empty, without \"=\" or NUL", k))
+		case strings.ContainsRune(f.Env[k], 0):
+			errs = append(errs, Fieldf("env."+k, "holds a NUL character, which no environment value can"))
+		}
+	}
+	if strings.ContainsRune(f.Dir, 0) {
+		errs = append(errs, Fieldf("dir", "holds a NUL character, which no path can"))
 	}
 	t := &Exec{Command: f.Command, Env: f.Env, Dir: f.Dir, GracePeriod: DefaultGracePeriod}
 	if f.GracePeriod != "" {

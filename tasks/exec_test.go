@@ -366,6 +366,11 @@ func TestExecDecodeErrorsNameTaskAndField(t *testing.T) {
 		{"grace period that is not a duration", `{command: [/bin/true], grace_period: soon}`, "exec.grace_period", "soon"},
 		{"negative grace period", `{command: [/bin/true], grace_period: -1s}`, "exec.grace_period", "-1s"},
 		{"zero grace period", `{command: [/bin/true], grace_period: 0s}`, "exec.grace_period", "0s"},
+		{"a NUL in an argument", `{command: [echo, "a\0b"]}`, "exec.command", "item 2 holds a NUL"},
+		{"an environment name with =", `{command: [/bin/true], env: {"A=B": x}}`, "exec.env", `name "A=B"`},
+		{"an empty environment name", `{command: [/bin/true], env: {"": x}}`, "exec.env", `name ""`},
+		{"a NUL in an environment value", `{command: [/bin/true], env: {A: "x\0y"}}`, "exec.env.A", "NUL"},
+		{"a NUL in the directory", `{command: [/bin/true], dir: "/tmp\0x"}`, "exec.dir", "NUL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
