@@ -16,9 +16,10 @@
 //     returns the same run id; an end without a start runs the end workflow;
 //   - the phase derived as PeerDB's handler derives it: START_MAINTENANCE while the start workflow runs,
 //     else END_MAINTENANCE while the end workflow runs, else MAINTENANCE_MODE_ENABLED when the mode is on,
-//     else UNKNOWN; the start workflow turns the mode on early, then backs up and pauses every running
-//     mirror, CDC or not; the end workflow resumes only the mirrors a start backed up, so an END
-//     without START leaves a mirror the user paused paused;
+//     else UNKNOWN; the start workflow turns the mode on early, then pauses every running mirror, CDC
+//     or not, and backs the paused ones up; the end workflow resumes only the mirrors the starts since
+//     the last end backed up, so an END without START leaves a mirror the user paused paused, and a
+//     second START while the mode is on leaves the first one's backup for the END;
 //   - the real error bodies {"code", "message", "details": []}: 400 invalid maintenance status, 404 Not
 //     Found, 501 Method Not Allowed, and with OAuth on the 401 messages of PeerDB's middleware.
 //
@@ -142,7 +143,7 @@ type Server struct {
 
 	workflows map[string]*workflow // by workflow id: start-maintenance, end-maintenance
 	pausing   []string             // the running mirrors the start workflow is pausing
-	backedUp  []string             // the mirrors the last start paused and backed up, which the end resumes (GetBackedUpFlows)
+	backedUp  []string             // the mirrors the starts since the last end paused and backed up, which the end resumes (GetBackedUpFlows)
 	runs      int
 	requests  []Request
 }

@@ -61,6 +61,26 @@ func TestStandInStartPausesEveryRunningMirrorAndTheEndResumesOnlyThose(t *testin
 	}
 }
 
+// A second start while the mode is on pauses nothing, backs nothing up, and keeps the first start's
+// backup: the end still resumes the mirror the first start paused.
+func TestStandInSecondStartKeepsTheFirstBackupForTheEnd(t *testing.T) {
+	c := client{t: t, srv: Start(t)}
+	c.srv.Do(func(s *Server) { s.Mirrors = []Mirror{{Name: "orders_cdc", IsCDC: true, Status: "STATUS_RUNNING"}} })
+	c.start(true)()
+	runUntil(c, PhaseEnabled)
+	c.start(true)()
+	runUntil(c, PhaseStart)
+	runUntil(c, PhaseEnabled)
+	if got := statuses(c)["orders_cdc"]; got != "STATUS_PAUSED" {
+		t.Errorf("after the second start, orders_cdc is %s, want STATUS_PAUSED", got)
+	}
+	c.end(true)()
+	runUntil(c, PhaseUnknown)
+	if got := statuses(c)["orders_cdc"]; got != "STATUS_RUNNING" {
+		t.Errorf("after start, start, end, orders_cdc is %s, want STATUS_RUNNING", got)
+	}
+}
+
 func TestReplayOnlySkipsStatesInARecordedOrJustPostedPhase(t *testing.T) {
 	const (
 		idle    = `{"maintenanceRunning":false,"phase":"MAINTENANCE_PHASE_UNKNOWN"}`

@@ -44,7 +44,7 @@ var startSteps = []step{
 	{activities: []string{alerter, "EnableMaintenanceMode"}, done: func(s *Server) { s.ModeEnabled = true }},
 	{activities: []string{alerter, "PauseMirrorIfRunning"}, done: (*Server).pauseRunning},
 	{activities: []string{alerter, "PauseMirrorIfRunning"}, done: func(s *Server) { s.setMirrors(s.pausing, "STATUS_PAUSING", "STATUS_PAUSED") }},
-	{activities: []string{alerter, "BackupAllPreviouslyRunningFlows"}, done: func(s *Server) { s.backedUp, s.pausing = s.pausing, nil }},
+	{activities: []string{alerter, "BackupAllPreviouslyRunningFlows"}, done: (*Server).backUpPaused},
 	{activities: []string{alerter}},
 }
 
@@ -59,8 +59,19 @@ var endSteps = []step{
 	{activities: []string{alerter}},
 }
 
-// BackedUp returns the mirrors the last start workflow backed up, for the end workflow to resume:
-// a start that ends before its backup step leaves them out. Call it inside Do.
+// backUpPaused records the mirrors this start paused, for the end workflow. PeerDB's
+// BackupAllPreviouslyRunningFlows (maintenance_activity.go) inserts one row per mirror it paused into
+// maintenance.maintenance_flows, and only the end workflow's CleanBackedUpFlows (maintenance_flow.go)
+// retires them: a second start while the mode is on pauses and inserts nothing, but the first start's
+// rows stay, and the end still resumes those mirrors (recordings README, "Paused is not started"). So the
+// backup is added to, never replaced. The table has no unique key (V40__maintenance_flows.sql), so a mirror
+// resumed by hand and paused again by a later start has two rows, as it has two entries here.
+func (s *Server) backUpPaused() {
+	s.backedUp, s.pausing = append(s.backedUp, s.pausing...), nil
+}
+
+// BackedUp returns the mirrors backed up since the last end workflow, one entry per backup row, for the
+// end workflow to resume: a start that ends before its backup step adds none. Call it inside Do.
 func (s *Server) BackedUp() []string { return append([]string(nil), s.backedUp...) }
 
 // workflow is a running start or end workflow.
