@@ -197,14 +197,21 @@ func (s *SQL) Run(ctx context.Context, env Env) error {
 	}
 	for i, sc := range s.scripts {
 		label := fmt.Sprintf("statement %d of %d (%s)", i+1, len(s.scripts), sc.source)
-		if _, err := conn.Exec(ctx, sc.text).ReadAll(); err != nil {
-			if expired(ctx) {
-				return s.interrupted(ctx, label, err)
-			}
+		ended, err := execScript(ctx, conn, sc.text)
+		switch {
+		case err != nil && expired(ctx):
+			return s.interrupted(ctx, label, err)
+		case err != nil && ended != "":
+			return fmt.Errorf("%s failed after it ended the task's transaction with %s (what ran before that is %s, the rest rolled back): %s",
+				label, ended, endedAs(ended), statementProblem(sc.text, err))
+		case err != nil:
 			return fmt.Errorf("%s failed, transaction rolled back: %s", label, statementProblem(sc.text, err))
-		}
-		if conn.TxStatus() != 'T' {
-			return fmt.Errorf("%s ended the task's transaction: a task runs in one transaction, so its statements must not COMMIT or ROLLBACK", label)
+		case ended != "" || conn.TxStatus() != 'T':
+			if ended == "" {
+				ended = "COMMIT or ROLLBACK"
+			}
+			return fmt.Errorf("%s ended the task's transaction with %s (what ran before that is %s): a task runs in one transaction, so its statements must not COMMIT or ROLLBACK",
+				label, ended, endedAs(ended))
 		}
 	}
 	if _, err := conn.Exec(ctx, "COMMIT").ReadAll(); err != nil {
@@ -213,6 +220,34 @@ func (s *SQL) Run(ctx context.Context, env Env) error {
 	env.Logger.Info("sql transaction committed", "target", s.Target, "count", len(s.scripts),
 		"duration_ms", time.Since(start).Milliseconds())
 	return nil
+}
+
+// execScript runs one script (one or more statements in one simple query) and reads its results without
+// keeping their rows: a migration's SELECT of many rows costs no memory. ended is the first command that
+// ended the transaction the task runs in (COMMIT, ROLLBACK or PREPARE TRANSACTION, also as END or ABORT),
+// "" when none did.
+func execScript(ctx context.Context, conn *pgconn.PgConn, text string) (ended string, err error) {
+	mrr := conn.Exec(ctx, text)
+	for mrr.NextResult() {
+		tag, _ := mrr.ResultReader().Close() // the rows are read and dropped; an error is mrr.Close's
+		if t := tag.String(); ended == "" && (t == "COMMIT" || t == "ROLLBACK" || t == "PREPARE TRANSACTION") {
+			ended = t
+		}
+	}
+	return ended, mrr.Close()
+}
+
+// endedAs says what became of the statements before a command that ended the transaction.
+func endedAs(ended string) string {
+	switch ended {
+	case "COMMIT":
+		return "committed"
+	case "ROLLBACK":
+		return "rolled back"
+	case "PREPARE TRANSACTION":
+		return "prepared, neither committed nor rolled back"
+	}
+	return "committed or rolled back"
 }
 
 // content is the text of every script, files included: an edited SQL file is a changed task.

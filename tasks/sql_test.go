@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -119,6 +120,38 @@ func TestSQL(t *testing.T) {
 		err := s.Run(context.Background(), env)
 		if err == nil || !strings.Contains(err.Error(), "ended the task's transaction") {
 			t.Fatalf("want an error about the ended transaction, got %v", err)
+		}
+	})
+
+	t.Run("a statement that commits is named, and what it committed is not said to be rolled back", func(t *testing.T) {
+		db := pg.NewDatabase(t)
+		dir := t.TempDir()
+		writeFile(t, dir, "001.sql", "CREATE TABLE t1 (x int);\nCOMMIT;\nBEGIN;\nCREATE TABLE t2 (x int);\nSELECT 1/0;\n")
+		s := loadSQL(t, `{dsn_env: CATALOG_DSN, files: ["`+dir+`/001.sql"]}`, dsnEnv(db))
+		env, _ := runEnv(t, nil)
+		err := s.Run(context.Background(), env)
+		if err == nil || !strings.Contains(err.Error(), "ended the task's transaction with COMMIT (what ran before that is committed") ||
+			strings.Contains(err.Error(), "failed, transaction rolled back") {
+			t.Fatalf("want an error saying the file committed part of the task, got %v", err)
+		}
+		if n := count(t, db, "pg_tables WHERE tablename IN ('t1', 't2')"); n != "1" {
+			t.Fatalf("%s of t1, t2 exist, want t1 alone (committed by the file)", n)
+		}
+	})
+
+	t.Run("rows a statement returns are read and dropped, not kept", func(t *testing.T) {
+		db := pg.NewDatabase(t)
+		// 100 MB of rows: kept in memory, as ReadAll does, they would be allocated at least once.
+		s := loadSQL(t, `{dsn_env: CATALOG_DSN, statements: ["SELECT repeat('x', 1000) FROM generate_series(1, 100000)"]}`, dsnEnv(db))
+		env, _ := runEnv(t, nil)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		if err := s.Run(context.Background(), env); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		if got := after.TotalAlloc - before.TotalAlloc; got > 50<<20 {
+			t.Fatalf("the task allocated %d MiB for 100 MB of rows it does not use", got>>20)
 		}
 	})
 
