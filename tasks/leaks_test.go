@@ -163,3 +163,30 @@ func boundedContext(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// A token written in the task file itself (no env, no file) is as secret as one from the environment:
+// a server that answers 401 echoing the request's headers must not put it in the task's error (what
+// the gate logs and writes to the history) or its log. Other literal headers stay visible.
+func TestHTTPLiteralAuthorizationHeaderIsHiddenWhenA401EchoesIt(t *testing.T) {
+	const token = "LITERALSECRETTOKEN123"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = fmt.Fprintf(w, "unauthorized, you sent %q; token %s", r.Header, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+	}))
+	defer srv.Close()
+	h := loadHTTP(t, `{url: "`+srv.URL+`/hook", headers: {Authorization: "Bearer `+token+`", Content-Type: application/json}}`, nil)
+	env, log := runEnv(t, nil)
+	err := h.Run(context.Background(), env)
+	if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), `"Authorization":["***"]`) || !strings.Contains(err.Error(), "token ***") {
+		t.Fatalf("want the 401 with the echoed Authorization hidden, got %v", err)
+	}
+	// The gate's ERROR line and the history entry's error field are this error's text (runner/hold.go).
+	for name, out := range map[string]string{"error (log line, history)": err.Error(), "task log": log.String()} {
+		if strings.Contains(out, token) || strings.Contains(out, "LITERALSECRET") {
+			t.Errorf("the literal token is shown in the %s: %s", name, out)
+		}
+	}
+	if !strings.Contains(err.Error(), "application/json") {
+		t.Errorf("a literal non-credential header was hidden: %v", err)
+	}
+}

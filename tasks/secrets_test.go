@@ -202,14 +202,15 @@ func TestHTTPFollowedRedirectCarriesNoSecretHeaderAndNoReferer(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "token")
 	writeToken(t, path, "file-s3cret")
 	h := loadHTTP(t, `{url: "`+from+`/hook?token=query-value-secret", follow_redirects: true,
-      headers: {X-Api-Key: {env: API_KEY}, X-Token: {file: "`+path+`"}, X-Trace: "v-${TO_VERSION}"}}`, map[string]string{"API_KEY": "env-s3cret"})
+      headers: {X-Api-Key: {env: API_KEY}, X-Token: {file: "`+path+`"}, X-Trace: "v-${TO_VERSION}", X-Api-Token: "literal-s3cret"}}`, map[string]string{"API_KEY": "env-s3cret"})
 	env, _ := runEnv(t, nil)
 	if err := h.Run(context.Background(), env); err != nil {
 		t.Fatal(err)
 	}
 	got := seen()
-	if got.Get("X-Api-Key") != "" || got.Get("X-Token") != "" || got.Get("Referer") != "" {
-		t.Errorf("the other host got X-Api-Key %q, X-Token %q, Referer %q; want none", got.Get("X-Api-Key"), got.Get("X-Token"), got.Get("Referer"))
+	if got.Get("X-Api-Key") != "" || got.Get("X-Token") != "" || got.Get("X-Api-Token") != "" || got.Get("Referer") != "" {
+		t.Errorf("the other host got X-Api-Key %q, X-Token %q, X-Api-Token %q, Referer %q; want none",
+			got.Get("X-Api-Key"), got.Get("X-Token"), got.Get("X-Api-Token"), got.Get("Referer"))
 	}
 	if got.Get("X-Trace") != "v-0.30.0" {
 		t.Errorf("a plain header was dropped: X-Trace %q", got.Get("X-Trace"))

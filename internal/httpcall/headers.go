@@ -6,14 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/safefile"
 )
 
 // Headers is the headers of a request of the http and peerdb kinds. Values read from the environment
-// or from a file are secrets: Headers prints names only, and its values never reach a log line or an
-// error.
+// or from a file, and literal values of credential-bearing headers (CredentialName), are secrets:
+// Headers prints names only, and its values never reach a log line or an error.
 type Headers []Header
 
 // Header is one header: a literal value, or a secret from the environment or a file.
@@ -25,13 +27,39 @@ type Header struct {
 	prefix string // goes in front of a file's content
 	bare   string // an environment variable's value, without the prefix
 	secret bool   // from the environment or a file: used as is, never expanded, never shown
+	// credential: a literal value of a credential-bearing header (an Authorization: "Bearer ..." written
+	// in the task file): expanded like any literal, but never shown and not sent to another host.
+	credential bool
 }
 
 // Literal is a header whose value is written in the task file at field; the placeholders in it are
-// expanded at each request.
+// expanded at each request. The value of a credential-bearing header (CredentialName) is a secret,
+// unless it is made of placeholders only (X-Fencing-Token: "${FENCING_TOKEN}" holds nothing secret).
 func Literal(name, field, value string) Header {
-	return Header{name: name, value: value, field: field}
+	credential := CredentialName(name) && strings.TrimSpace(placeholderRe().ReplaceAllString(value, "")) != ""
+	return Header{name: name, value: value, field: field, credential: credential}
 }
+
+var placeholderRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*\}`) })
+
+// credentialWords are the parts of a header name that say its value is a credential.
+var credentialWords = []string{"auth", "token", "secret", "password", "api-key", "apikey", "cookie"}
+
+// CredentialName reports whether a header's value is a credential: Authorization, Proxy-Authorization,
+// Cookie, and any header whose name holds auth, token, secret, password, api-key or apikey, in any case.
+func CredentialName(name string) bool {
+	n := strings.ToLower(name)
+	for _, w := range credentialWords {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// schemeRe splits an authorization value into its scheme and its credentials ("Bearer tok"), so that
+// the credentials are hidden also when a server echoes them without the scheme.
+var schemeRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._~+-]*[ \t]+(\S.*)$`) })
 
 // FromEnv is a header whose value, prefix followed by value, was read from an environment variable: a
 // secret.
@@ -61,7 +89,7 @@ func (hs Headers) LogValue() slog.Value { return slog.StringValue(hs.String()) }
 func (hs Headers) secretNames() []string {
 	var out []string
 	for _, h := range hs {
-		if h.secret {
+		if h.secret || h.credential {
 			out = append(out, h.name)
 		}
 	}
@@ -97,6 +125,12 @@ func (hs Headers) build(expand *strings.Replacer) (http.Header, []string, error)
 			secrets = append(secrets, f.bare, v)
 		default:
 			v = expand.Replace(v)
+			if f.credential {
+				secrets = append(secrets, v)
+				if m := schemeRe().FindStringSubmatch(v); m != nil {
+					secrets = append(secrets, m[1])
+				}
+			}
 		}
 		h.Set(f.name, v)
 	}
