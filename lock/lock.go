@@ -17,11 +17,16 @@ import (
 
 	"github.com/bsm/redislock"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
 )
 
 var (
 	// ErrNotObtained means another holder has the lock.
 	ErrNotObtained = errors.New("lock: not obtained")
+	// ErrRefreshRefused is wrapped, with ErrLost and Redis's error, by the cause of a run stopped because
+	// Redis refused the lock's refresh whatever its state (NOPERM, an unknown command).
+	ErrRefreshRefused = errors.New("lock: Redis refused the refresh")
 	// ErrLost is the cause of a run's cancellation when the lock is no longer ours.
 	ErrLost = errors.New("lock: lock lost")
 	// ErrCorruptFence means the fencing counter holds something that is not a token: no token is taken
@@ -352,6 +357,11 @@ func (lk *Lock) Keep(ctx context.Context, log *slog.Logger) (context.Context, fu
 		// TTL after it at the latest.
 		last := lk.obtained
 		var lastErr error
+		// checking: the last attempt was asked for by CheckNow (a connection dropped and was made again),
+		// or follows one that failed. Redis may have just restarted and forgotten the lock, so a new holder
+		// may take it any moment: a failed check is tried again within recheckDelay, not interval/2 later
+		// (a cluster node back from a restart answers CLUSTERDOWN for a second or two).
+		checking := false
 		timer := time.NewTimer(time.Until(last.Add(interval)))
 		defer timer.Stop()
 		for {
@@ -360,6 +370,7 @@ func (lk *Lock) Keep(ctx context.Context, log *slog.Logger) (context.Context, fu
 				return
 			case <-timer.C:
 			case <-lk.nudge:
+				checking = true
 			}
 			giveUp, end := last.Add(ttl-margin), last.Add(ttl-margin/2)
 			start := time.Now()
@@ -379,7 +390,7 @@ func (lk *Lock) Keep(ctx context.Context, log *slog.Logger) (context.Context, fu
 			rcancel()
 			switch {
 			case err == nil:
-				last, lastErr = start, nil
+				last, lastErr, checking = start, nil, false
 				lk.extendLease(start)
 				timer.Reset(time.Until(start.Add(interval)))
 			case errors.Is(err, redislock.ErrNotObtained):
@@ -387,14 +398,25 @@ func (lk *Lock) Keep(ctx context.Context, log *slog.Logger) (context.Context, fu
 				return
 			case kctx.Err() != nil:
 				return
+			case redisconn.Classify(err) == redisconn.Refused || redisconn.IsAuthError(err):
+				// NOPERM (also inside the refresh script), refused credentials, an unknown or renamed
+				// command: no later attempt can work, so the run stops now rather than when the lock is
+				// about to expire (invariant 6).
+				lost(fmt.Errorf("%w: %w: %w", ErrLost, ErrRefreshRefused, err))
+				return
 			case final:
 				lost(fmt.Errorf("%w: no refresh succeeded within the lock's TTL (%s), the last attempt included: %v", ErrLost, ttl, err))
 				return
 			default:
 				lastErr = err
 				log.Warn("lock refresh failed", "err", err, "expires_in_ms", time.Until(last.Add(ttl)).Milliseconds())
-				// Try again sooner than usual; the last attempt starts at giveUp at the latest.
-				timer.Reset(time.Until(earlier(start.Add(interval/2), giveUp)))
+				// Try again sooner than usual (at once after a failed check); the last attempt starts at
+				// giveUp at the latest.
+				again := interval / 2
+				if checking {
+					again = min(again, recheckDelay)
+				}
+				timer.Reset(time.Until(earlier(start.Add(again), giveUp)))
 			}
 		}
 	}()
@@ -407,6 +429,9 @@ func (lk *Lock) Keep(ctx context.Context, log *slog.Logger) (context.Context, fu
 		})
 	}
 }
+
+// recheckDelay is how soon a check asked for by CheckNow is tried again when it failed.
+const recheckDelay = 100 * time.Millisecond
 
 // lostMargin is how long before the lock can expire the keeper gives it up (closes Lost and cancels the
 // run) when no refresh has worked: TTL/12, but at least 250ms and at most TTL/3. In that time the task's

@@ -164,7 +164,17 @@ func (r *Runner) hold(sess *session, log *slog.Logger, start time.Time, recorded
 // A refused permission is what it is: a configuration problem.
 func (r *Runner) lostOr(runCtx context.Context, err error) error {
 	if runCtx.Err() != nil {
-		return context.Cause(runCtx)
+		cause := context.Cause(runCtx)
+		if errors.Is(cause, lock.ErrRefreshRefused) {
+			// Not a lost lock but a Redis that refuses the refresh whatever its state: exit 2.
+			if redisconn.IsAuthError(cause) {
+				return fmt.Errorf("%w: %v", ErrAuth, cause)
+			}
+			if perr := permanent("refresh the lock", cause); perr != nil {
+				return perr
+			}
+		}
+		return cause
 	}
 	if errors.Is(err, lock.ErrLost) {
 		return err

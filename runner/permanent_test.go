@@ -117,3 +117,32 @@ func TestAFailedLockAttemptIsNotLoggedAsAnotherHolder(t *testing.T) {
 		t.Errorf("a failed lock attempt was logged as another replica holding the lock:\n%s", logs)
 	}
 }
+
+// A holder whose user may not refresh the lock (no PEXPIRE) stops its task at the first refresh and exits
+// as refused credentials (exit 2), not as a lost lock when the lock is about to expire.
+func TestARefusedRefreshEndsTheRunAsRefusedCredentials(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	if err := h.rdb.Do(ctx, "acl", "setuser", "nopexpire", "on", ">pw", "~*", "&*", "+@all", "-pexpire").Err(); err != nil {
+		t.Fatal(err)
+	}
+	const ttl = 3 * time.Second
+	stopped := make(chan time.Time, 1)
+	wait := spec("wait", func(ctx context.Context, _ tasks.Env) error {
+		<-ctx.Done()
+		stopped <- time.Now()
+		return ctx.Err()
+	})
+	r, _ := h.runner([]tasks.Spec{wait}, "REDIS_URL", "redis://nopexpire:pw@"+h.srv.Addr+"/0", "MAINTENANCE_LOCK_TTL", ttl.String())
+	start := time.Now()
+	_, err := r.Run(ctx)
+	if !errors.Is(err, ErrAuth) {
+		t.Fatalf("run = %v, want refused credentials (exit 2)", err)
+	}
+	if at := <-stopped; at.Sub(start) > ttl*2/3 {
+		t.Errorf("the task was stopped %s after the start, want at the first refresh (TTL/3 = %s)", at.Sub(start).Round(time.Millisecond), ttl/3)
+	}
+	if h.get(h.keys.Version) != "" {
+		t.Error("a run that could not keep its lock recorded")
+	}
+}
