@@ -173,8 +173,8 @@ const stoppingPrefix = "stopping:"
 // listenForStop makes the holder stop when unlock --force asks it to: its tasks are killed, nothing is
 // recorded, and the lock is released once they are gone. The request comes as a notice on the events
 // channel (at once) and in the stop key, read every keeper interval, for a holder that cannot hear the
-// notice (no PSUBSCRIBE permission, a reconnect). The holder answers both ways. The returned function
-// ends the listening.
+// notice (neither PSUBSCRIBE nor SUBSCRIBE permission, a reconnect). The holder answers both ways. The
+// returned function ends the listening.
 func (r *Runner) listenForStop(ctx context.Context, log *slog.Logger, lk *lock.Lock) func() {
 	var once sync.Once
 	stop := func() {
@@ -188,9 +188,20 @@ func (r *Runner) listenForStop(ctx context.Context, log *slog.Logger, lk *lock.L
 			_ = r.rdb.Set(bg, r.keys.Stop, stoppingPrefix+lk.Value(), 2*r.cfg.LockTTL).Err()
 		})
 	}
-	// By pattern (the channel's exact name, escaped), so that PUBSUB NUMSUB still counts the waiters only.
+	// By pattern first (the channel's exact name, escaped), so that PUBSUB NUMSUB counts the waiters only.
+	// Redis checks a PSUBSCRIBE pattern literally against the user's channel rules, so the documented
+	// user (`&{peerdb:maintenance:*}*`) is refused it (NOPERM): the holder then subscribes to the channel
+	// by name, which the rule allows. Without a subscription it would hear no notice and, worse, miss the
+	// look at the lock when its connection is made again (below).
 	sub := r.rdb.PSubscribe(ctx, globEscape(r.keys.Events))
-	if err := redisconn.Confirm(ctx, sub); err != nil && ctx.Err() == nil {
+	err := redisconn.Confirm(ctx, sub)
+	if err != nil && ctx.Err() == nil && redisconn.Classify(err) == redisconn.Refused {
+		log.Debug("PSUBSCRIBE refused: listening for unlock --force's notice with SUBSCRIBE instead", "err", err)
+		_ = sub.Close()
+		sub = r.rdb.Subscribe(ctx, r.keys.Events)
+		err = redisconn.Confirm(ctx, sub)
+	}
+	if err != nil && ctx.Err() == nil {
 		log.Warn("could not listen for unlock --force's notice: its stop request is read every keeper interval instead", "err", err)
 	}
 	go func() {

@@ -3,6 +3,8 @@ package runner
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -204,8 +206,9 @@ func TestGlobEscapeMatchesOnlyTheChannel(t *testing.T) {
 func TestUnlockForceStopsAHolderThatCannotHearTheNotice(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	// A holder whose user may not PSUBSCRIBE: the stop notice never reaches it, the stop key does.
-	if err := h.rdb.Do(ctx, "acl", "setuser", "deaf", "on", ">pw", "~*", "&*", "+@all", "-psubscribe").Err(); err != nil {
+	// A holder whose user may neither PSUBSCRIBE nor SUBSCRIBE: the stop notice never reaches it, the stop
+	// key does.
+	if err := h.rdb.Do(ctx, "acl", "setuser", "deaf", "on", ">pw", "~*", "&*", "+@all", "-psubscribe", "-subscribe").Err(); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
@@ -259,5 +262,77 @@ func TestUnlockForceWhoseListenerNeverAnswersStillStopsTheHolder(t *testing.T) {
 	}
 	if out := wait(t, done); !errors.Is(out.err, lock.ErrLost) {
 		t.Fatalf("stopped holder: %v, want lock lost (exit 4)", out.err)
+	}
+}
+
+// documentedUserArgs returns redis-server arguments that create the gate's least-privilege user exactly
+// as docs/security.md states it (its first ACL SETUSER line), with password pw. As configuration rather
+// than ACL SETUSER, the user survives a restart of the server.
+func documentedUserArgs(t *testing.T, pw string) []string {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "security.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(doc), "\n") {
+		if rest, ok := strings.CutPrefix(line, "ACL SETUSER peerdb-maintenance "); ok {
+			return append([]string{"--user", "peerdb-maintenance"}, strings.Fields(strings.ReplaceAll(rest, ">PASSWORD", ">"+pw))...)
+		}
+	}
+	t.Fatal("docs/security.md has no 'ACL SETUSER peerdb-maintenance' line")
+	return nil
+}
+
+// The documented user may SUBSCRIBE to the events channel but not PSUBSCRIBE it (Redis checks a pattern
+// literally against the user's channel rules): the holder must still listen, so that a Redis restarted
+// empty makes it look at its lock as soon as its subscription is made again, not at its next refresh
+// (TTL/3 after the last one).
+func TestAHolderWithTheDocumentedUserLooksAtItsLockWhenRedisRestarts(t *testing.T) {
+	h := newHarness(t)
+	h.srv = redistest.Start(t, documentedUserArgs(t, "gate-pw")...)
+	h.rdb = h.srv.Client()
+	h.env["REDIS_URL"] = "redis://peerdb-maintenance:gate-pw@" + h.srv.Addr + "/0"
+	ttl := 30 * time.Second
+	started := make(chan struct{})
+	r, logs := h.runner([]tasks.Spec{spec("wait", func(ctx context.Context, _ tasks.Env) error {
+		close(started)
+		<-ctx.Done()
+		return context.Cause(ctx)
+	})}, "MAINTENANCE_LOCK_TTL", ttl.String())
+	ctx := context.Background()
+	done := start(ctx, r)
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the task did not start:\n%s", logs)
+	}
+	// Subscribed by name (there is no waiter): PUBSUB NUMSUB counts the holder.
+	subscribed := false
+	for end := time.Now().Add(redisconn.SubscribeWait + 2*time.Second); !subscribed && time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		m, err := h.rdb.PubSubNumSub(ctx, h.keys.Events).Result()
+		subscribed = err == nil && m[h.keys.Events] == 1
+	}
+	if !subscribed || strings.Contains(logs.String(), "could not listen for unlock --force's notice") {
+		t.Errorf("the holder did not subscribe to %s with the documented user:\n%s", h.keys.Events, logs)
+	}
+	// Right after a refresh, so that the next one is a whole keeper interval away.
+	redistest.Eventually(t, ttl, func() bool {
+		pttl, err := h.rdb.PTTL(ctx, h.keys.Lock).Result()
+		return err == nil && pttl > ttl-ttl/20
+	}, "the lock was never refreshed")
+	restarted := time.Now()
+	h.srv.Restart()
+	out := wait(t, done)
+	took := time.Since(restarted)
+	t.Logf("the holder found its lock gone %s after the restart", took)
+	if !errors.Is(out.err, lock.ErrLost) {
+		t.Fatalf("run = %+v, %v; want the lock lost (exit 4)\n%s", out.res, out.err, logs)
+	}
+	// The next refresh would find the lock gone about TTL/3 - TTL/20 after the restart.
+	if bound := ttl / 6; took > bound {
+		t.Errorf("the holder found its lock gone %s after the restart (more than %s): it waited for its next refresh\n%s", took, bound, logs)
+	}
+	if !strings.Contains(logs.String(), "the connection to Redis dropped and was made again: checking the lock now") {
+		t.Errorf("the holder did not look at its lock when its subscription was made again:\n%s", logs)
 	}
 }
