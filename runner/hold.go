@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -281,8 +282,17 @@ func (r *Runner) resume(ctx context.Context, log *slog.Logger, lk *lock.Lock, to
 	return done, r.progress(ctx, lk, false, "fencing_token", tok)
 }
 
+// redisTimeScript returns Redis's TIME from the node that holds KEYS[1] (the history stream): on Redis
+// Cluster a bare TIME goes to any node (go-redis picks one at random, even in a pipeline after a keyed
+// command), whose clock may differ from the one that assigned the stream's entry IDs. It only reads,
+// and needs nothing the gate's ACL user lacks (EVAL, TIME).
+var redisTimeScript = redis.NewScript(`return redis.call("time")`)
+
 // checkCooldown refuses to run when the last attempt for this version failed less than
-// MAINTENANCE_FAILURE_COOLDOWN ago.
+// MAINTENANCE_FAILURE_COOLDOWN ago, by Redis's clock: the age of a failure is Redis's TIME now minus the
+// milliseconds of the history entry's ID (assigned by the same Redis at XADD), both read in one round
+// trip. The entry's "finished" is the failing replica's own clock: a replica running an hour ahead would
+// otherwise block every other one for an hour. It stays in history, for people.
 // Without a cooldown it still reads the newest entry: a history key of the wrong type must fail the run
 // before any task runs, not at the record after all of them.
 func (r *Runner) checkCooldown(ctx context.Context, log *slog.Logger) error {
@@ -292,24 +302,87 @@ func (r *Runner) checkCooldown(ctx context.Context, log *slog.Logger) error {
 		}
 		return nil
 	}
-	entries, err := r.History(ctx, 50)
+	// One pipeline, one round trip, both commands keyed by the history stream: on Redis Cluster, TIME comes
+	// from the node that holds the stream and assigned its IDs (a bare TIME may go to any node, whose clock
+	// may differ).
+	pipe := r.rdb.Pipeline()
+	hist := pipe.XRevRangeN(ctx, r.keys.History, "+", "-", 50)
+	clock := redisTimeScript.Eval(ctx, pipe, []string{r.keys.History})
+	_, _ = pipe.Exec(ctx)
+	msgs, err := hist.Result()
 	if err != nil {
 		return redisErr(ctx, "read history "+r.keys.History, err)
 	}
-	for _, e := range entries {
+	now, err := redisNow(clock)
+	if err != nil {
+		return redisErr(ctx, "read the Redis clock (TIME)", err)
+	}
+	for _, m := range msgs {
+		e := entryFromStream(m)
 		if !version.Equal(e.Version, r.cfg.Version) {
 			continue
 		}
-		if e.Outcome == OutcomeFailed && time.Since(e.Finished) < r.cfg.FailureCooldown {
-			left := (r.cfg.FailureCooldown - time.Since(e.Finished)).Round(time.Second)
+		if e.Outcome != OutcomeFailed {
+			return nil
+		}
+		added, ok := entryTime(e.ID)
+		if !ok || added.After(now) {
+			// An ID that is not <ms>-<seq>, or one in Redis's future (its clock went back, or a failover to
+			// a node behind): the failure's age cannot be measured. No cooldown then, rather than a wait of
+			// unknown length, which is the safe side here: the cooldown only spares a failing task being
+			// run from every replica at once and guards no invariant (every attempt runs under the lock,
+			// fenced, resuming from progress; 0 disables it), while refusing would block the upgrade for as
+			// long as the clocks disagree, or for good for an ID that never parses, since a refusal writes
+			// no newer entry that could end it.
+			log.Warn("the newest failure for this version has a history ID not in Redis's past; no failure cooldown applied",
+				"history_id", e.ID, "redis_time", now.UTC().Format(time.RFC3339Nano), "holder", e.Holder, "task", e.Task)
+			return nil
+		}
+		if age := now.Sub(added); age < r.cfg.FailureCooldown {
+			left := (r.cfg.FailureCooldown - age).Round(time.Second)
 			log.Error("an attempt for this version failed recently; not retrying until the failure cooldown has passed",
-				"holder", e.Holder, "task", e.Task, "err", e.Error, "retry_in", left.String())
-			return fmt.Errorf("%w: task %s failed for version %s at %s on %s: %s (retry in %s, MAINTENANCE_FAILURE_COOLDOWN=%s)",
-				ErrTaskFailed, e.Task, e.Version, e.Finished.Format(time.RFC3339), e.Holder, e.Error, left, r.cfg.FailureCooldown)
+				"holder", e.Holder, "task", e.Task, "err", e.Error, "failed_at", added.UTC().Format(time.RFC3339Nano),
+				"finished", e.Finished.UTC().Format(time.RFC3339Nano), "retry_in", left.String())
+			return fmt.Errorf("%w: task %s failed for version %s on %s at %s (Redis's clock): %s (retry in %s, MAINTENANCE_FAILURE_COOLDOWN=%s)",
+				ErrTaskFailed, e.Task, e.Version, e.Holder, added.UTC().Format(time.RFC3339), e.Error, left, r.cfg.FailureCooldown)
 		}
 		return nil
 	}
 	return nil
+}
+
+// redisNow is the reply of redisTimeScript (TIME: seconds, microseconds) as a time.
+func redisNow(c *redis.Cmd) (time.Time, error) {
+	v, err := c.StringSlice()
+	if err != nil {
+		return time.Time{}, err
+	}
+	if len(v) != 2 {
+		return time.Time{}, fmt.Errorf("TIME replied %q, want seconds and microseconds", v)
+	}
+	s, err1 := strconv.ParseInt(v[0], 10, 64)
+	us, err2 := strconv.ParseInt(v[1], 10, 64)
+	if err1 != nil || err2 != nil || s < 0 || us < 0 || us >= 1e6 {
+		return time.Time{}, fmt.Errorf("TIME replied %q, want seconds and microseconds", v)
+	}
+	return time.Unix(s, us*1000), nil
+}
+
+// entryTime is when Redis added a stream entry, by its clock: the milliseconds of the ID <ms>-<seq>.
+// ok is false for an ID not of that form.
+func entryTime(id string) (time.Time, bool) {
+	ms, seq, found := strings.Cut(id, "-")
+	if !found {
+		return time.Time{}, false
+	}
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil || n < 0 || strings.HasPrefix(ms, "+") {
+		return time.Time{}, false
+	}
+	if _, err := strconv.ParseUint(seq, 10, 64); err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(n), true
 }
 
 // terminationMessage writes a one-line summary where Kubernetes reads it, when that path exists.

@@ -3,10 +3,13 @@ package runner
 import (
 	"context"
 	"errors"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/testkit/redistest"
 	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
@@ -109,6 +112,135 @@ func TestFailedVersionIsNotRetriedWithinTheCooldown(t *testing.T) {
 	_, _ = r4.Run(context.Background())
 	if c.get("migrate") != 3 {
 		t.Errorf("the attempt after the cooldown did not retry")
+	}
+}
+
+// skewedFailure writes a failure of version 1.1.0 into history the way a replica whose clock runs an
+// hour ahead does: "finished" an hour in the future, the ID given (by Redis, from its clock, with "*").
+func skewedFailure(t *testing.T, h *harness, id string) string {
+	t.Helper()
+	skewed := time.Now().Add(time.Hour).UTC()
+	e := Entry{Version: "1.1.0", Outcome: OutcomeFailed, Holder: "skewed-pod", FencingToken: 1,
+		Started: skewed.Add(-time.Second), Finished: skewed, Task: "migrate", Error: "boom"}
+	got, err := h.rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: h.keys.History, ID: id, Values: e.fields()}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func TestFailureCooldownIsJudgedByRedisClockNotTheFailingReplicas(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	const cooldown = 2 * time.Second
+	added, ok := entryTime(skewedFailure(t, h, "*"))
+	if !ok {
+		t.Fatal("Redis assigned an ID that is not <ms>-<seq>")
+	}
+	var c counter
+	ok2 := []tasks.Spec{c.task("migrate", nil)}
+
+	// Right after the failure: refused, with at most the cooldown left (not the hour of the skew).
+	r1, _ := h.runner(ok2, "MAINTENANCE_FAILURE_COOLDOWN", cooldown.String())
+	_, err := r1.Run(ctx)
+	if !errors.Is(err, ErrTaskFailed) || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("attempt within the cooldown: %v, want the earlier failure", err)
+	}
+	m := regexp.MustCompile(`retry in ([^,]+),`).FindStringSubmatch(err.Error())
+	if m == nil {
+		t.Fatalf("no retry in: %v", err)
+	}
+	if left, perr := time.ParseDuration(m[1]); perr != nil || left > cooldown {
+		t.Errorf("retry in %s, want at most the cooldown %s: %v", m[1], cooldown, err)
+	}
+	if c.get("migrate") != 0 {
+		t.Fatal("the task ran within the cooldown")
+	}
+
+	// Once the cooldown has passed by Redis's clock, the next attempt runs.
+	redistest.Eventually(t, 5*cooldown, func() bool {
+		now, terr := h.rdb.Time(ctx).Result()
+		return terr == nil && now.Sub(added) >= cooldown
+	}, "Redis's clock did not pass the cooldown")
+	r2, _ := h.runner(ok2, "MAINTENANCE_FAILURE_COOLDOWN", cooldown.String())
+	if _, err := r2.Run(ctx); err != nil {
+		t.Fatalf("attempt after the cooldown by Redis's clock: %v (blocked by the failing replica's clock?)", err)
+	}
+	if c.get("migrate") != 1 {
+		t.Errorf("task ran %d times after the cooldown, want 1", c.get("migrate"))
+	}
+}
+
+// An entry whose ID lies in Redis's future (its clock went back, or a failover to a node behind) has no
+// age to judge: it is run rather than blocked for as long as the clocks disagree.
+func TestFailureFromRedisFutureAppliesNoCooldown(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	now, err := h.rdb.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	skewedFailure(t, h, strconv.FormatInt(now.Add(time.Hour).UnixMilli(), 10)+"-0")
+	var c counter
+	r, logs := h.runner([]tasks.Spec{c.task("migrate", nil)}, "MAINTENANCE_FAILURE_COOLDOWN", "1h")
+	if _, err := r.Run(ctx); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if c.get("migrate") != 1 || !strings.Contains(logs.String(), "no failure cooldown applied") {
+		t.Errorf("runs %d, want 1 and a warning; logs:\n%s", c.get("migrate"), logs)
+	}
+}
+
+// On Redis Cluster the clock the cooldown is judged by is the one of the node that assigned the
+// history's IDs: TIME is read by a script keyed by the stream, so no other node's clock is compared
+// with them.
+func TestFailureCooldownOnRedisClusterReadsTheClockOfTheHistoryNode(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	h := newHarness(t)
+	h.env["REDIS_URL"], h.env["REDIS_MODE"] = cl.URL(), "cluster"
+	ctx := context.Background()
+	skewed := time.Now().Add(time.Hour).UTC()
+	e := Entry{Version: "1.1.0", Outcome: OutcomeFailed, Holder: "skewed-pod", FencingToken: 1, Started: skewed, Finished: skewed, Task: "migrate", Error: "boom"}
+	if err := cl.Client().XAdd(ctx, &redis.XAddArgs{Stream: h.keys.History, Values: e.fields()}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	home, err := cl.NodeFor(ctx, h.keys.History)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range cl.Nodes {
+		if err := s.Client().ConfigResetStat(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const cooldown = time.Minute
+	var c counter
+	r, _ := h.runner([]tasks.Spec{c.task("migrate", nil)}, "MAINTENANCE_FAILURE_COOLDOWN", cooldown.String())
+	_, err = r.Run(ctx)
+	if !errors.Is(err, ErrTaskFailed) || !strings.Contains(err.Error(), "retry in") || strings.Contains(err.Error(), "retry in 1h") || c.get("migrate") != 0 {
+		t.Fatalf("run: %v, runs %d; want refused for at most %s", err, c.get("migrate"), cooldown)
+	}
+	for _, s := range cl.Nodes {
+		stats, err := s.Client().Info(ctx, "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(stats, "cmdstat_time:"); got != (s == home) {
+			t.Errorf("node %s (history's: %v) ran TIME: %v", s.Addr, s == home, got)
+		}
+	}
+}
+
+func TestEntryTime(t *testing.T) {
+	for id, want := range map[string]int64{"1700000000123-0": 1700000000123, "0-1": 0, "5-18446744073709551615": 5} {
+		if got, ok := entryTime(id); !ok || got.UnixMilli() != want {
+			t.Errorf("entryTime(%q) = %v, %v, want %d ms", id, got, ok, want)
+		}
+	}
+	for _, id := range []string{"", "123", "abc-0", "123-", "-0", "+1-0", "1-x", "99999999999999999999-0", "1-2-3"} {
+		if _, ok := entryTime(id); ok {
+			t.Errorf("entryTime(%q) ok, want not", id)
+		}
 	}
 }
 
