@@ -203,3 +203,49 @@ func runComposeGate(t *testing.T, env map[string]string, taskFile string) (rootR
 	}
 	return runInRoot(t, root, environ), srv
 }
+
+// readOnlyInjectionErrors returns what Compose refuses in p: a read_only service given a config or a
+// secret whose source is inline content or an environment variable. Compose copies such a source into
+// the container when it creates it, which a read-only root filesystem forbids: current Compose refuses
+// the service ("cannot create config ... in read-only service ...: `file` is the sole supported option"),
+// older ones fail on the copy. A `file:` source is bind-mounted and works on a read-only service.
+func readOnlyInjectionErrors(p *types.Project) []string {
+	var errs []string
+	for name, s := range p.Services {
+		if !s.ReadOnly {
+			continue
+		}
+		for _, c := range s.Configs {
+			if o := p.Configs[c.Source]; o.Content != "" || o.Environment != "" {
+				errs = append(errs, "config "+c.Source+" of read-only service "+name+" is copied into the container")
+			}
+		}
+		for _, c := range s.Secrets {
+			if o := p.Secrets[c.Source]; o.Content != "" || o.Environment != "" {
+				errs = append(errs, "secret "+c.Source+" of read-only service "+name+" is copied into the container")
+			}
+		}
+	}
+	return errs
+}
+
+func TestComposeExamplesGiveReadOnlyServicesOnlyFilesComposeCanMount(t *testing.T) {
+	p, err := loadComposeFile(filepath.Join(repoRoot(t), filepath.FromSlash(composeFile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, peerdb := loadPeerDBCompose(t)
+	_, upgrade := loadPeerDBUpgradeCompose(t)
+	for file, p := range map[string]*types.Project{composeFile: p, peerdbComposeFile: peerdb, peerdbUpgradeComposeFile: upgrade} {
+		for _, e := range readOnlyInjectionErrors(p) {
+			t.Errorf("%s: %s, which Compose refuses for a read-only service", file, e)
+		}
+	}
+	// The check sees the shape Compose refuses.
+	var a types.ServiceConfig
+	a.Name, a.ReadOnly, a.Configs = "a", true, []types.ServiceConfigObjConfig{{Source: "c"}}
+	bad := &types.Project{Services: types.Services{"a": a}, Configs: types.Configs{"c": {Name: "c", Content: "tasks: []\n"}}}
+	if len(readOnlyInjectionErrors(bad)) != 1 {
+		t.Errorf("a read-only service with an inline config passed the check")
+	}
+}
