@@ -2,6 +2,7 @@ package packaging_test
 
 import (
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -104,5 +105,24 @@ func TestPeerDBUpgradeComposeRunsPeerDBsMigratorOnceUnderTheCopiedGate(t *testin
 	}
 	if gates["peerdb-pause"] == gates["peerdb-migrate"] || gates["peerdb-migrate"] == gates["peerdb-resume"] || gates["peerdb-pause"] == gates["peerdb-resume"] {
 		t.Errorf("gate names %v: each step records its version under a gate of its own", gates)
+	}
+}
+
+// A `docker compose run` of the upgrade's gates goes while the old release runs: without --no-deps it
+// starts the service's dependencies and recreates those whose configuration changed (flow-api and the
+// workers on the new images) before the pause it is meant to run first.
+func TestPeerDBUpgradeComposeRunsLeaveTheRunningReleaseAlone(t *testing.T) {
+	run := regexp.MustCompile(`docker compose \$F run\b[^\n]*`)
+	found := 0
+	for _, file := range []string{"docs/peerdb-upgrade.md", peerdbUpgradeComposeFile} {
+		for _, cmd := range run.FindAllString(string(readRepoFile(t, file)), -1) {
+			found++
+			if !strings.Contains(cmd, "--no-deps") {
+				t.Errorf("%s: %q starts the service's dependencies and may recreate them on the new release: add --no-deps", file, cmd)
+			}
+		}
+	}
+	if found == 0 {
+		t.Errorf("no `docker compose $F run` in docs/peerdb-upgrade.md or %s", peerdbUpgradeComposeFile)
 	}
 }
