@@ -152,3 +152,24 @@ func TestTheUpgradeValuesRunPeerDBsMigratorInItsOwnImageBetweenPauseAndResume(t 
 		t.Errorf("resume Job runs at %q, want post-upgrade (after the new workers are up)", ev)
 	}
 }
+
+// A release of its own with examples/peerdb-upgrade-values.yaml runs its post-upgrade hook (the resume) when
+// its own upgrade ends, before PeerDB's chart is upgraded: where the doc and the example's header install it
+// on its own, the first command leaves the resume out for a later step.
+func TestTheUpgradeValuesOnTheirOwnResumeOnlyAfterPeerDBsUpgrade(t *testing.T) {
+	for _, file := range []string{"docs/peerdb-upgrade.md", "examples/peerdb-upgrade-values.yaml"} {
+		found := false
+		for _, line := range strings.Split(string(readRepoFile(t, file)), "\n") {
+			if !strings.Contains(line, "helm upgrade --install peerdb-maintenance") {
+				continue
+			}
+			found = true
+			if !strings.Contains(line, "hooks.post.enabled=false") {
+				t.Errorf("%s: %q resumes the mirrors when this release's upgrade ends, before PeerDB's", file, strings.TrimSpace(line))
+			}
+		}
+		if !found {
+			t.Errorf("%s does not show how to install the values as a release of their own", file)
+		}
+	}
+}
