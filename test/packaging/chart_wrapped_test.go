@@ -173,3 +173,22 @@ func TestTheUpgradeValuesOnTheirOwnResumeOnlyAfterPeerDBsUpgrade(t *testing.T) {
 		}
 	}
 }
+
+// The migrate hook always runs wrapped.command: top-level tasks, there for the other gates (hooks.pre
+// without tasks of its own), do not make its wrapped init container "command and tasks both".
+func TestTheMigrateHookRunsItsCommandBesideTopLevelTasks(t *testing.T) {
+	args := []string{"-f", repoRoot(t) + "/examples/peerdb-upgrade-values.yaml", "--set", "hooks.pre.tasks=null",
+		"--set-json", `tasks=[{"name":"pause-from-top-level","peerdb":{"action":"maintenance-start","url":"http://flow-api:8113"}}]`}
+	helm(t, append([]string{"lint", "--strict", chartDir}, args...)...)
+	r := decodeManifests(t, helm(t, append([]string{"template", release, chartDir, "--namespace", "peerdb"}, args...)...))
+	pod := &r.job(t, release+"-peerdb-maintenance-migrate").Spec.Template.Spec
+	if n := len(pod.InitContainers); n != 2 {
+		t.Fatalf("migrate Job: %d init containers, want the copy and the wrapped migrator", n)
+	}
+	checkWrapped(t, &pod.InitContainers[1])
+	r.job(t, release+"-peerdb-maintenance-pre")
+	out := helm(t, append([]string{"template", release, chartDir, "--namespace", "peerdb", "--show-only", "templates/hooks.yaml"}, args...)...)
+	if !strings.Contains(out, "pause-from-top-level") {
+		t.Errorf("the pre hook's task file does not hold the top-level tasks:\n%s", out)
+	}
+}

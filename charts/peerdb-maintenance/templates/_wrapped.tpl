@@ -12,7 +12,9 @@ wrapped.gateSource copy: an init container from the gate's image copies the bina
 (peerdb-maintenance install); imageVolume: the gate's image is mounted read-only as a Kubernetes image
 volume (volumes[].image, on clusters that have them) and nothing is copied. Either way the wrapped
 init container runs <wrapped.gateDir>/peerdb-maintenance -- <wrapped.command> <wrapped.args>, or, with
-no wrapped.command, the task list (tasks) with exec tasks naming the image's programs.
+no wrapped.command, the task list (tasks) with exec tasks naming the image's programs. Setting both is
+refused, since the tasks would not run there; the chart's own migrate hook passes "commandOnly" true: it
+always runs wrapped.command, and the top-level tasks are then those of the other gates (hooks.pre).
 */}}
 {{- define "peerdb-maintenance.wrappedInitContainers" -}}
 {{- include "peerdb-maintenance.wrappedInitContainersUntrimmed" . | trim }}
@@ -27,7 +29,7 @@ no wrapped.command, the task list (tasks) with exec tasks naming the image's pro
 {{- if and (not $w.command) (not $v.tasks) }}
 {{- fail "peerdb-maintenance: the wrapped init container needs wrapped.command (the program to run once, for example [/home/peerdb/peerdb-server]) or tasks" }}
 {{- end }}
-{{- if and $w.command $v.tasks }}
+{{- if and $w.command $v.tasks (not .commandOnly) }}
 {{- fail "peerdb-maintenance: set wrapped.command or tasks for the wrapped init container, not both (the gate takes a task file or a command after --)" }}
 {{- end }}
 {{- if not (has $w.gateSource (list "copy" "imageVolume")) }}
