@@ -194,6 +194,11 @@ func checkHookJobs(t *testing.T, r rendered, appVersion string) {
 			redis: keyRef{hooksName + "-redis", redisURLKey}, tasksFile: tasksMount + j.key + ".yaml",
 		}, nil)
 		checkGateAccepts(t, run)
+		// The Job's retry (backoffLimit) comes after Kubernetes' 10 s back-off: with the init containers'
+		// cooldown it would exit 1 at once instead of running the tasks again.
+		if v := envValue(&pod.Containers[0], "MAINTENANCE_FAILURE_COOLDOWN"); v != "0" {
+			t.Errorf("Job %s: MAINTENANCE_FAILURE_COOLDOWN %q, want 0 (hooks.failureCooldown) so that its retry retries", j.key, v)
+		}
 		w, _ := strconv.Atoi(j.weight)
 		jobWeights = append(jobWeights, w)
 		events = append(events, strings.Split(j.events, ",")...)

@@ -105,6 +105,7 @@ func TestChartSchemaRejectsBadValues(t *testing.T) {
 		{"key prefix with a brace", "gate.keyPrefix=a{b}", "keyPrefix"},
 		{"log level", "log.level=verbose", "level"},
 		{"hook event", "hooks.pre.events={pre-install,on-sunday}", "events"},
+		{"hook failure cooldown without a unit", "hooks.failureCooldown=30", "failureCooldown"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, stderr, err := tryHelm(t, "template", release, chartDir, "--set", tc.set)

@@ -192,3 +192,28 @@ func TestTheMigrateHookRunsItsCommandBesideTopLevelTasks(t *testing.T) {
 		t.Errorf("the pre hook's task file does not hold the top-level tasks:\n%s", out)
 	}
 }
+
+// The Jobs' failure cooldown is hooks.failureCooldown (0: a retried Job pod runs again); the init
+// containers, replicas that would all run a failing task, keep gate.failureCooldown.
+func TestHookJobsRetryWhileInitContainersKeepTheCooldown(t *testing.T) {
+	values := []string{"-f", repoRoot(t) + "/examples/peerdb-upgrade-values.yaml"}
+	r := decodeManifests(t, helm(t, append([]string{"template", release, chartDir, "--namespace", "peerdb"}, values...)...))
+	migrate := &r.job(t, release+"-peerdb-maintenance-migrate").Spec.Template.Spec.InitContainers[1]
+	if v := envValue(migrate, "MAINTENANCE_FAILURE_COOLDOWN"); v != "0" {
+		t.Errorf("migrate Job: MAINTENANCE_FAILURE_COOLDOWN %q, want 0 so that its retry runs the migrator again", v)
+	}
+	for _, key := range []string{"pre", "post"} {
+		c := &r.job(t, release+"-peerdb-maintenance-"+key).Spec.Template.Spec.Containers[0]
+		if v := envValue(c, "MAINTENANCE_FAILURE_COOLDOWN"); v != "0" {
+			t.Errorf("%s Job: MAINTENANCE_FAILURE_COOLDOWN %q, want 0", key, v)
+		}
+	}
+	r = decodeManifests(t, helm(t, append([]string{"template", release, chartDir, "--namespace", "peerdb", "--set", "hooks.failureCooldown=2m"}, values...)...))
+	if v := envValue(&r.job(t, release+"-peerdb-maintenance-pre").Spec.Template.Spec.Containers[0], "MAINTENANCE_FAILURE_COOLDOWN"); v != "2m" {
+		t.Errorf("pre Job with hooks.failureCooldown=2m: MAINTENANCE_FAILURE_COOLDOWN %q", v)
+	}
+	pod, _ := renderPeerDBServerChart(t)
+	if v := envValue(&pod.InitContainers[1], "MAINTENANCE_FAILURE_COOLDOWN"); v != "30s" {
+		t.Errorf("wrapped init container: MAINTENANCE_FAILURE_COOLDOWN %q, want gate.failureCooldown 30s", v)
+	}
+}

@@ -59,6 +59,7 @@ peerdb-maintenance.container renders one container item running the gate, from a
   redisSecret      Secret holding redis-url when redis.existingSecret is empty (default: the chart's)
   force            set MAINTENANCE_FORCE (hook Jobs only)
   dryRun           set MAINTENANCE_DRY_RUN (hook Jobs only)
+  failureCooldown  MAINTENANCE_FAILURE_COOLDOWN instead of gate.failureCooldown (hook Jobs: hooks.failureCooldown)
   args             container arguments (default none: the run command)
 */}}
 {{- define "peerdb-maintenance.container" -}}
@@ -146,7 +147,7 @@ peerdb-maintenance.container.
 - name: MAINTENANCE_DOWNGRADE
   value: {{ $v.gate.downgrade | quote }}
 - name: MAINTENANCE_FAILURE_COOLDOWN
-  value: {{ $v.gate.failureCooldown | quote }}
+  value: {{ (hasKey . "failureCooldown" | ternary .failureCooldown $v.gate.failureCooldown) | toString | quote }}
 {{- if .dryRun }}
 - name: MAINTENANCE_DRY_RUN
   value: "true"

@@ -39,6 +39,9 @@ always runs wrapped.command, and the top-level tasks are then those of the other
 {{- with .redisSecret }}
 {{- $_ := set $ctx "redisSecret" . }}
 {{- end }}
+{{- if hasKey . "failureCooldown" }}
+{{- $_ := set $ctx "failureCooldown" .failureCooldown }}
+{{- end }}
 {{- if not $w.command }}
 {{- $_ := set $ctx "tasksConfigMap" (include "peerdb-maintenance.tasksConfigMapName" .) }}
 {{- end -}}
