@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/peerdb-maintenance/peerdb-maintenance/internal/config"
 )
 
 // valueLeaves returns the dotted path of every leaf of values: scalars, lists and empty maps.
@@ -106,6 +108,11 @@ func TestChartSchemaRejectsBadValues(t *testing.T) {
 		{"log level", "log.level=verbose", "level"},
 		{"hook event", "hooks.pre.events={pre-install,on-sunday}", "events"},
 		{"hook failure cooldown without a unit", "hooks.failureCooldown=30", "failureCooldown"},
+		{"lock TTL under the binary's 1s minimum", "gate.lockTTL=999ms", "lockTTL"},
+		{"lock TTL of half a second", "gate.lockTTL=0.5s", "lockTTL"},
+		{"zero lock TTL", "gate.lockTTL=0s", "lockTTL"},
+		{"zero wait timeout", "gate.waitTimeout=0s", "waitTimeout"},
+		{"zero connect timeout", "gate.connectTimeout=0ms", "connectTimeout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, stderr, err := tryHelm(t, "template", release, chartDir, "--set", tc.set)
@@ -116,5 +123,26 @@ func TestChartSchemaRejectsBadValues(t *testing.T) {
 				t.Errorf("helm template --set %s: %s\nwant a schema error naming %s", tc.set, stderr, tc.want)
 			}
 		})
+	}
+}
+
+// The schema's duration patterns agree with the binary: a duration the chart accepts for lockTTL,
+// waitTimeout or connectTimeout is one config.Load accepts, and the other way round, for these samples.
+// (A lock TTL of 1s made only of smaller parts, 500ms500ms, is one the pattern cannot add up: it is refused.)
+func TestChartSchemaDurationsAreTheBinarys(t *testing.T) {
+	samples := []string{"0", "0s", "0ms", "0.0s", "1ns", "999ms", "0.5s", "1s", "01s", "1.5s", "1000ms",
+		"1500ms", "999999us", "1000000us", "1000000000ns", "0.5m", "1m", "1m30s", "2h", "15m"}
+	for _, value := range []struct{ value, env string }{
+		{"lockTTL", "MAINTENANCE_LOCK_TTL"}, {"waitTimeout", "MAINTENANCE_WAIT_TIMEOUT"}, {"connectTimeout", "MAINTENANCE_CONNECT_TIMEOUT"},
+	} {
+		for _, d := range samples {
+			_, binErr := config.Load(func(k string) string {
+				return map[string]string{"PEERDB_DEPLOYMENT_VERSION": "v1", value.env: d}[k]
+			})
+			_, stderr, chartErr := tryHelm(t, "template", release, chartDir, "--set-string", "gate."+value.value+"="+d)
+			if (binErr == nil) != (chartErr == nil) {
+				t.Errorf("gate.%s=%s: the binary says %v, helm template says %v %s", value.value, d, binErr, chartErr, stderr)
+			}
+		}
 	}
 }
