@@ -18,8 +18,8 @@ import (
 const peerdbComposeFile = "examples/peerdb-compose/docker-compose.yml"
 
 // peerdbServices are the services of PeerDB's own docker-compose.yml, which examples/peerdb-compose is
-// merged into: read from testdata/peerdb-services.txt, itself copied from the facts file about PeerDB's
-// deployment (../shared/peerdb-deploy/README.md), never written from memory.
+// merged into: read from testdata/peerdb-services.txt, itself copied from PeerDB-io/peerdb's
+// docker-compose.yml (commit 6b52fb6 and tag v0.36.0), never written from memory.
 var peerdbServices = readServiceList("testdata/peerdb-services.txt")
 
 // readServiceList reads a list of service names, one a line, skipping comments and blank lines.

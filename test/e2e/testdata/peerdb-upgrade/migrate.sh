@@ -1,6 +1,6 @@
 #!/bin/sh
-# A stand-in for PeerDB's catalog migrator (peerdb-server with PEERDB_MIGRATIONS_ONLY=true, see
-# ../shared/peerdb-deploy/README.md): it applies $MIGRATIONS_DIR/V<n>__<name>.sql in order (fewer than
+# A stand-in for PeerDB's catalog migrator (peerdb-server with PEERDB_MIGRATIONS_ONLY=true, as PeerDB's
+# compose file and Helm chart run it): it applies $MIGRATIONS_DIR/V<n>__<name>.sql in order (fewer than
 # ten files: the glob's order is the version order), each once, each in one transaction together with
 # its schema_history row, as refinery does. Each run is written to migrator_runs with the times it began
 # and finished, so that a test can order it against the pause and the resume.
