@@ -118,32 +118,48 @@ func floorStormOnce(ctx context.Context, b *binaries, srv *redisServer, replicas
 		return 0, err
 	}
 	secs := strconv.FormatFloat(task.Seconds(), 'f', -1, 64)
+	procs, total, err := storm(ctx, replicas, task, func(int) (*proc, error) {
+		return startProc(b.floor, []string{"PEERDB_DEPLOYMENT_VERSION=2.0.0", "REDIS_URL=" + srv.url(),
+			"FLOOR_KEY=" + gateKeys.Version, "FLOOR_STORM_TASK=" + secs})
+	})
+	if err != nil {
+		return 0, err
+	}
+	for i, p := range procs {
+		if p.code != 0 {
+			return 0, fmt.Errorf("floor replica %d exited %d: %s", i, p.code, p.stderr.String())
+		}
+	}
+	return total, nil
+}
+
+// storm starts replicas processes with start(i), one after the other as fast as it can, and waits for
+// all of them (a task's length and a minute at most): the processes, all exited, and the time from the
+// first start to the last exit. Whatever is still running when it fails is killed.
+func storm(ctx context.Context, replicas int, task time.Duration, start func(i int) (*proc, error)) ([]*proc, time.Duration, error) {
 	procs := make([]*proc, 0, replicas)
-	defer func() {
+	fail := func(err error) ([]*proc, time.Duration, error) {
 		for _, p := range procs {
 			p.kill()
 		}
-	}()
-	for range replicas {
-		p, err := startProc(b.floor, []string{"PEERDB_DEPLOYMENT_VERSION=2.0.0", "REDIS_URL=" + srv.url(),
-			"FLOOR_KEY=" + gateKeys.Version, "FLOOR_STORM_TASK=" + secs})
+		return nil, 0, err
+	}
+	for i := range replicas {
+		p, err := start(i)
 		if err != nil {
-			return 0, err
+			return fail(err)
 		}
 		procs = append(procs, p)
 	}
 	deadline := time.Now().Add(task + 60*time.Second)
 	var last time.Time
-	for i, p := range procs {
+	for _, p := range procs {
 		if err := p.wait(ctx, time.Until(deadline)); err != nil {
-			return 0, err
-		}
-		if p.code != 0 {
-			return 0, fmt.Errorf("floor replica %d exited %d: %s", i, p.code, p.stderr.String())
+			return fail(err)
 		}
 		last = later(last, p.ended)
 	}
-	return last.Sub(procs[0].started), nil
+	return procs, last.Sub(procs[0].started), nil
 }
 
 func stormOnce(ctx context.Context, b *binaries, srv *redisServer, replicas int, task time.Duration) (*stormRun, error) {
@@ -157,31 +173,14 @@ func stormOnce(ctx context.Context, b *binaries, srv *redisServer, replicas int,
 		return nil, err
 	}
 	secs := strconv.FormatFloat(task.Seconds(), 'f', -1, 64)
-	procs := make([]*proc, 0, replicas)
-	defer func() {
-		for _, p := range procs {
-			p.kill()
-		}
-	}()
-	for i := range replicas {
-		p, err := startProc(b.gate, []string{"PEERDB_DEPLOYMENT_VERSION=2.0.0", "REDIS_URL=" + srv.url(),
+	procs, total, err := storm(ctx, replicas, task, func(i int) (*proc, error) {
+		return startProc(b.gate, []string{"PEERDB_DEPLOYMENT_VERSION=2.0.0", "REDIS_URL=" + srv.url(),
 			"MAINTENANCE_HOLDER=replica-" + strconv.Itoa(i)}, "--", "sleep", secs)
-		if err != nil {
-			return nil, err
-		}
-		procs = append(procs, p)
+	})
+	if err != nil {
+		return nil, err
 	}
-	run := &stormRun{launch: procs[len(procs)-1].started.Sub(procs[0].started)}
-	deadline := time.Now().Add(task + 60*time.Second)
-	var last time.Time
-	for _, p := range procs {
-		if err := p.wait(ctx, time.Until(deadline)); err != nil {
-			return nil, err
-		}
-		last = later(last, p.ended)
-	}
-	run.total = last.Sub(procs[0].started)
-	var err error
+	run := &stormRun{launch: procs[len(procs)-1].started.Sub(procs[0].started), total: total}
 	if run.commands, err = srv.commandStats(ctx); err != nil {
 		return nil, err
 	}
