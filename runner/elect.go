@@ -66,7 +66,7 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 	}
 	for {
 		if v, verr := l.v, l.verr; !r.cfg.Force {
-			switch perr := permanent("read the recorded version", verr); {
+			switch rerr := refusal("read the recorded version", verr); {
 			case verr == nil && version.Equal(v, r.cfg.Version):
 				log.Info("another replica recorded the version, done", "waited_ms", time.Since(waitStart).Milliseconds())
 				return Result{Outcome: "waited", Previous: recorded}, nil
@@ -80,10 +80,8 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 				if _, err := r.skips(recorded); err != nil {
 					return Result{}, err
 				}
-			case redisconn.IsAuthError(verr):
-				return Result{}, fmt.Errorf("%w: %v", ErrAuth, verr)
-			case perr != nil:
-				return Result{}, perr
+			case rerr != nil:
+				return Result{}, rerr
 			}
 		}
 		if sub == nil && (l.lerr != nil || l.ttl != -2) {
@@ -116,16 +114,15 @@ func (r *Runner) elect(ctx context.Context, log *slog.Logger, start time.Time, r
 			defer sess.Close()
 			return r.hold(sess, log, start, recorded)
 		}
-		switch perr := permanent("take the lock", err); {
+		switch rerr := refusal("take the lock", err); {
 		case ctx.Err() != nil:
 			return Result{}, context.Cause(ctx)
 		case waitCtx.Err() != nil:
 			return Result{}, r.waitTimeout(ctx, waitStart)
-		case redisconn.IsAuthError(err):
-			return Result{}, fmt.Errorf("%w: %v", ErrAuth, err)
-		case perr != nil:
-			// A read-only or full Redis, a renamed EVAL: no holder will ever appear, do not wait for one.
-			return Result{}, perr
+		case rerr != nil:
+			// Refused credentials, a read-only or full Redis, a renamed EVAL: no holder will ever appear,
+			// do not wait for one.
+			return Result{}, rerr
 		case !errors.Is(err, lock.ErrNotObtained) && time.Since(lastWarn) >= waitLogEvery:
 			// Redis restarting or unreachable while we wait: say so now and then, keep trying.
 			lastWarn = time.Now()

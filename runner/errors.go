@@ -43,6 +43,15 @@ func (e *TaskError) Error() string { return fmt.Sprintf("task %s failed: %v", e.
 // Unwrap returns ErrTaskFailed and the task's own error.
 func (e *TaskError) Unwrap() []error { return []error{ErrTaskFailed, e.Err} }
 
+// refusal is err as a refusal no retry can change: refused credentials or a permission missing (ErrAuth),
+// or a permanent Redis error (see permanent); nil when err is neither.
+func refusal(what string, err error) error {
+	if redisconn.IsAuthError(err) {
+		return fmt.Errorf("%w: %s: %v", ErrAuth, what, err)
+	}
+	return permanent(what, err)
+}
+
 // permanent returns the error to end the run with when err is a Redis error no retry can cure
 // (invariant 6), naming it with the server's own words; nil when err may be transient.
 func permanent(what string, err error) error {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/peerdb-maintenance/peerdb-maintenance/internal/redisconn"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/safefile"
 	"github.com/peerdb-maintenance/peerdb-maintenance/internal/version"
 	"github.com/peerdb-maintenance/peerdb-maintenance/lock"
@@ -142,7 +141,7 @@ func (r *Runner) hold(sess *session, log *slog.Logger, start time.Time, recorded
 	r.crashPoint(runCtx, "before-record")
 	entry.Finished, entry.Outcome = time.Now().UTC(), OutcomeSucceeded
 	ok, err := record(runCtx, r.wdb, r.keys, lk, entry)
-	if err != nil && permanent("record", err) == nil && !redisconn.IsAuthError(err) {
+	if err != nil && refusal("record", err) == nil {
 		// The outcome is unknown (a timeout, a broken connection, the run cancelled while waiting for the
 		// reply): the record may have run. Never retried blindly; what Redis holds is the answer. (A
 		// refusal is no unknown outcome: Redis ran nothing.)
@@ -168,11 +167,8 @@ func (r *Runner) lostOr(runCtx context.Context, err error) error {
 		cause := context.Cause(runCtx)
 		if errors.Is(cause, lock.ErrRefreshRefused) {
 			// Not a lost lock but a Redis that refuses the refresh whatever its state: exit 2.
-			if redisconn.IsAuthError(cause) {
-				return fmt.Errorf("%w: %v", ErrAuth, cause)
-			}
-			if perr := permanent("refresh the lock", cause); perr != nil {
-				return perr
+			if rerr := refusal("refresh the lock", cause); rerr != nil {
+				return rerr
 			}
 		}
 		return cause
@@ -180,11 +176,8 @@ func (r *Runner) lostOr(runCtx context.Context, err error) error {
 	if errors.Is(err, lock.ErrLost) {
 		return err
 	}
-	if redisconn.IsAuthError(err) {
-		return fmt.Errorf("%w: %v", ErrAuth, err)
-	}
-	if perr := permanent("write the gate's state", err); perr != nil {
-		return perr
+	if rerr := refusal("write the gate's state", err); rerr != nil {
+		return rerr
 	}
 	return fmt.Errorf("%w: %w", lock.ErrLost, err)
 }
@@ -245,13 +238,11 @@ func (e *stateError) Unwrap() error { return e.err }
 // redisErr classifies a Redis error met while holding the lock before any task ran: the run's own
 // cancellation (a signal) when there is one, refused permissions, else Redis unreachable.
 func redisErr(ctx context.Context, what string, err error) error {
-	switch perr := permanent(what, err); {
+	switch rerr := refusal(what, err); {
 	case ctx.Err() != nil:
 		return context.Cause(ctx)
-	case redisconn.IsAuthError(err):
-		return fmt.Errorf("%w: %s: %v", ErrAuth, what, err)
-	case perr != nil:
-		return perr
+	case rerr != nil:
+		return rerr
 	default:
 		return fmt.Errorf("%w: %s: %v", ErrUnreachable, what, err)
 	}

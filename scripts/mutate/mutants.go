@@ -143,7 +143,7 @@ var mutants = []mutant{
 		File: "tasks/exec.go", Old: "\t\tcase <-env.LockLost:\n\t\t\tenv.Logger.Warn(", New: "\t\tcase <-make(chan struct{}):\n\t\t\tenv.Logger.Warn(",
 		Pkg: "./runner", Run: "TestTaskWindingDownIsKilledAtOnceWhenTheLockIsLost"},
 	{Name: "permanent Redis errors: a refused write of the gate's state looks like a lost lock",
-		File: "runner/hold.go", Old: "if perr := permanent(\"write the gate's state\", err); perr != nil {", New: "if perr := permanent(\"write the gate's state\", err); false {",
+		File: "runner/hold.go", Old: "if rerr := refusal(\"write the gate's state\", err); rerr != nil {", New: "if rerr := refusal(\"write the gate's state\", err); false {",
 		Pkg: "./runner", Run: "TestPermanentRedisErrors"},
 	{Name: "permanent Redis errors: READONLY and OOM look like Redis unreachable",
 		File: "runner/errors.go", Old: "\tcase redisconn.Unwritable:\n", New: "\tcase -1:\n",
