@@ -382,11 +382,10 @@ const (
 // Classify says whether err is a permanent Redis error, and of which class, by the error code Redis
 // put first in its reply (also inside a script's error).
 func Classify(err error) Refusal {
-	var rerr redis.Error
-	if err == nil || !errors.As(err, &rerr) {
+	msg, ok := serverReply(err)
+	if !ok {
 		return Transient
 	}
-	msg := rerr.Error()
 	for _, p := range []string{"READONLY", "OOM", "MISCONF", "NOREPLICAS"} {
 		if strings.HasPrefix(msg, p+" ") {
 			return Unwritable
@@ -403,24 +402,28 @@ func Classify(err error) Refusal {
 	return Transient
 }
 
+// serverReply is the text of the Redis error reply in err's chain; ok is false when there is none (a
+// network error, a timeout, an error of the gate's own).
+func serverReply(err error) (string, bool) {
+	var rerr redis.Error
+	if err == nil || !errors.As(err, &rerr) {
+		return "", false
+	}
+	return rerr.Error(), true
+}
+
 // IsRedirect reports whether err is a Redis Cluster node's redirection (MOVED or ASK): a client that is
 // not in cluster mode would be redirected again on every try.
 func IsRedirect(err error) bool {
-	var rerr redis.Error
-	if err == nil || !errors.As(err, &rerr) {
-		return false
-	}
-	return strings.HasPrefix(rerr.Error(), "MOVED ") || strings.HasPrefix(rerr.Error(), "ASK ")
+	msg, ok := serverReply(err)
+	return ok && (strings.HasPrefix(msg, "MOVED ") || strings.HasPrefix(msg, "ASK "))
 }
 
 // IsNotACluster reports whether err is a Redis without cluster support answering the cluster commands
 // a client in cluster mode (REDIS_MODE=cluster) starts with: asking again cannot help.
 func IsNotACluster(err error) bool {
-	var rerr redis.Error
-	if err == nil || !errors.As(err, &rerr) {
-		return false
-	}
-	return strings.HasPrefix(rerr.Error(), "ERR This instance has cluster support disabled")
+	msg, ok := serverReply(err)
+	return ok && strings.HasPrefix(msg, "ERR This instance has cluster support disabled")
 }
 
 // IsCertificateError reports whether err is our side refusing the server's TLS certificate: signed by
