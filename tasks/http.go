@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -165,14 +163,11 @@ func checkHTTPURL(raw string) error {
 	return nil
 }
 
-// placeholderRe finds ${NAME} in a body or header value.
-var placeholderRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\$\{([^}]*)\}`) })
-
 var knownPlaceholders = []string{"FROM_VERSION", "TO_VERSION", "FENCING_TOKEN"}
 
 func checkPlaceholders(s string) error {
 	var unknown []string
-	for _, m := range placeholderRe().FindAllStringSubmatch(s, -1) {
+	for _, m := range httpcall.PlaceholderRe().FindAllStringSubmatch(s, -1) {
 		if !slices.Contains(knownPlaceholders, m[1]) {
 			unknown = append(unknown, m[0])
 		}

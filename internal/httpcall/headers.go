@@ -36,11 +36,13 @@ type Header struct {
 // expanded at each request. The value of a credential-bearing header (CredentialName) is a secret,
 // unless it is made of placeholders only (X-Fencing-Token: "${FENCING_TOKEN}" holds nothing secret).
 func Literal(name, field, value string) Header {
-	credential := CredentialName(name) && strings.TrimSpace(placeholderRe().ReplaceAllString(value, "")) != ""
+	credential := CredentialName(name) && strings.TrimSpace(PlaceholderRe().ReplaceAllString(value, "")) != ""
 	return Header{name: name, value: value, field: field, credential: credential}
 }
 
-var placeholderRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*\}`) })
+// PlaceholderRe finds ${NAME} in a body or header value (the task file loader refuses a name it does not
+// expand).
+var PlaceholderRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\$\{([^}]*)\}`) })
 
 // credentialWords are the parts of a header name that say its value is a credential.
 var credentialWords = []string{"auth", "token", "secret", "password", "api-key", "apikey", "cookie"}
